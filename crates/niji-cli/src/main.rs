@@ -1,0 +1,68 @@
+//! `niji`: the command line of the Niji platform.
+//!
+//! This is the only crate that knows clap; each command group lives in its own module and
+//! turns its arguments into the typed calls of the core crates.
+
+mod fhir;
+mod ingest;
+mod output;
+mod synth;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Privacy-preserving secondary use of health data.
+#[derive(Debug, Parser)]
+#[command(name = "niji", version, about)]
+struct Cli {
+    /// Data directory: local object store and the embedded catalog.
+    #[arg(long, global = true, env = "NIJI_DATA_DIR", default_value = "./niji-data")]
+    data_dir: PathBuf,
+    /// More log output (-v info, -vv debug). Logs go to stderr and never contain identifiers.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate deterministic synthetic source files (FHIR, receipts, care, consent).
+    Synth(synth::SynthArgs),
+    /// Read source files and write CDM tables as Parquet, with a quarantine file and a report.
+    #[command(subcommand)]
+    Ingest(ingest::IngestCommand),
+    /// FHIR tools for stewards: evaluate a SQL-on-FHIR ViewDefinition.
+    #[command(subcommand)]
+    Fhir(fhir::FhirCommand),
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NIJI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let result = match cli.command {
+        Command::Synth(args) => synth::run(&args),
+        Command::Ingest(cmd) => ingest::run(cmd),
+        Command::Fhir(cmd) => fhir::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            output::error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Source readers that turn FHIR R4, receipts (レセプト電算 .UKE), long-term-care CSV and the
+//! consent registry into rows of the CDM ([`niji_cdm`]).
+//!
+//! Every reader follows the same contract: each input record ends up **loaded** (rows in
+//! the [`sink::CdmSink`]), **quarantined** (a [`report::Quarantined`] entry naming file,
+//! line or entry, field and reason, never a value) or **consent-excluded**, and the
+//! [`report::IngestReport`] adds up. Direct identifiers only feed [`niji_pseudo`] linkage
+//! keys; they never reach a CDM row.
+
+pub mod report;
+pub mod sink;
+
+use std::path::PathBuf;
+
+/// Errors of the ingest crate. Bad *records* are not errors: they are quarantined. These are
+/// the failures that stop a whole input or the output.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// An input could not be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The input file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The output could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The output file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Parquet encoding failed.
+    #[error("parquet output for table `{table}`: {source}")]
+    Parquet {
+        /// CDM table.
+        table: &'static str,
+        /// The Parquet error.
+        source: parquet::errors::ParquetError,
+    },
+    /// Arrow batch assembly failed.
+    #[error("arrow batch for table `{table}`: {source}")]
+    Arrow {
+        /// CDM table.
+        table: &'static str,
+        /// The Arrow error.
+        source: arrow::error::ArrowError,
+    },
+    /// A row did not fit the CDM table (a mapping bug, not bad input).
+    #[error("row for table `{table}` does not fit the CDM schema: {reason}")]
+    RowShape {
+        /// CDM table.
+        table: &'static str,
+        /// What did not fit.
+        reason: String,
+    },
+    /// The run report does not add up: input != loaded + quarantined + consent-excluded.
+    #[error("report does not add up: {records} records in, {loaded} loaded + {quarantined} quarantined + {excluded} consent-excluded")]
+    Unbalanced {
+        /// Records read.
+        records: u64,
+        /// Records loaded.
+        loaded: u64,
+        /// Records quarantined.
+        quarantined: u64,
+        /// Records excluded by consent.
+        excluded: u64,
+    },
+    /// JSON output failed.
+    #[error("cannot encode {what} as JSON: {source}")]
+    Json {
+        /// What was being encoded.
+        what: &'static str,
+        /// The serde error.
+        source: serde_json::Error,
+    },
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = IngestError> = std::result::Result<T, E>;

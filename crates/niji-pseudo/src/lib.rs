@@ -1,0 +1,54 @@
+//! Keyed pseudonymization for Niji.
+//!
+//! Direct identifiers never reach the analytic store: they are normalized ([`normalize`]),
+//! combined into linkage keys ([`linkage`]) and turned into keyed pseudonyms with
+//! HMAC-SHA-256 ([`PseudonymKey`]). A plain hash would fall to a dictionary attack over the
+//! small identifier spaces of health data (threat T13); a keyed one does not.
+
+pub mod key;
+pub mod linkage;
+pub mod normalize;
+
+pub use key::{Domain, PseudonymKey};
+pub use linkage::{Identifiers, LinkageBasis, PersonLink};
+
+/// Errors of the pseudonymization crate. Messages name fields, never identifier values.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PseudoError {
+    /// Key material shorter than the minimum.
+    #[error("pseudonymization key is {len} bytes; at least 32 are required")]
+    KeyTooShort {
+        /// Length found.
+        len: usize,
+    },
+    /// The key file could not be read.
+    #[error("cannot read key file {path}: {reason}")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The key environment variable is absent or not valid hex.
+    #[error("key variable {var}: {reason}")]
+    KeyEnv {
+        /// Variable name.
+        var: String,
+        /// Why.
+        reason: String,
+    },
+    /// An identifier field failed validation; the value itself is never part of the message.
+    #[error("malformed identifier field `{field}`: {reason}")]
+    MalformedIdentifier {
+        /// Field name (e.g. `insurer_number`).
+        field: &'static str,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// Neither linkage key could be formed from the record.
+    #[error("no linkage key: the record has neither insurance identifiers (ID1) nor kana name (ID2) with birth date and sex")]
+    NoLinkageKey,
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = PseudoError> = std::result::Result<T, E>;
