@@ -121,10 +121,7 @@ impl fmt::Display for ColumnClass {
 impl FromStr for ColumnClass {
     type Err = CdmError;
     fn from_str(s: &str) -> Result<Self> {
-        ColumnClass::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| CdmError::UnknownClass(s.to_owned()))
+        ColumnClass::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| CdmError::UnknownClass(s.to_owned()))
     }
 }
 
@@ -223,10 +220,7 @@ impl TableDef {
 
 /// A CDM table by name.
 pub fn table(name: &str) -> Result<&'static TableDef> {
-    TABLES
-        .iter()
-        .find(|t| t.name == name)
-        .ok_or_else(|| CdmError::UnknownTable(name.to_owned()))
+    TABLES.iter().find(|t| t.name == name).ok_or_else(|| CdmError::UnknownTable(name.to_owned()))
 }
 
 /// Read the class of an Arrow field written with a CDM schema.

@@ -1,25 +1,11 @@
 //! The CDM table definitions. One constant per table; [`TABLES`] lists them all.
 
-use crate::ColumnClass::{
-    Category, Code, Date, Measure, PersonId, Provenance, Pseudonym, QuasiIdentifier, Sensitive,
-};
+use crate::ColumnClass::{Category, Code, Date, Measure, PersonId, Provenance, Pseudonym, QuasiIdentifier, Sensitive};
 use crate::ColumnType::{Boolean, Date32, Float64, Int32, Int64, Utf8};
 use crate::{ColumnClass, ColumnDef, ColumnType, TableDef};
 
-const fn c(
-    name: &'static str,
-    ty: ColumnType,
-    nullable: bool,
-    class: ColumnClass,
-    doc: &'static str,
-) -> ColumnDef {
-    ColumnDef {
-        name,
-        ty,
-        nullable,
-        class,
-        doc,
-    }
+const fn c(name: &'static str, ty: ColumnType, nullable: bool, class: ColumnClass, doc: &'static str) -> ColumnDef {
+    ColumnDef { name, ty, nullable, class, doc }
 }
 
 const PERSON: ColumnDef = c(
@@ -36,13 +22,8 @@ const SOURCE: ColumnDef = c(
     Provenance,
     "Source kind the row came from: fhir, receipt, care, consent or synth.",
 );
-const VISIT: ColumnDef = c(
-    "visit_occurrence_id",
-    Utf8,
-    true,
-    Pseudonym,
-    "Keyed pseudonym of the visit or receipt this row belongs to.",
-);
+const VISIT: ColumnDef =
+    c("visit_occurrence_id", Utf8, true, Pseudonym, "Keyed pseudonym of the visit or receipt this row belongs to.");
 
 /// person: one row per person and source record that describes them.
 pub const PERSON_TABLE: TableDef = TableDef {
@@ -52,10 +33,28 @@ pub const PERSON_TABLE: TableDef = TableDef {
         PERSON,
         c("sex", Utf8, false, QuasiIdentifier, "Administrative sex: M, F or U."),
         c("year_of_birth", Int32, true, QuasiIdentifier, "Birth year (the exact birth date is never stored)."),
-        c("month_of_birth", Int32, true, QuasiIdentifier, "Birth month 1-12 where the generalization profile keeps it."),
+        c(
+            "month_of_birth",
+            Int32,
+            true,
+            QuasiIdentifier,
+            "Birth month 1-12 where the generalization profile keeps it.",
+        ),
         c("prefecture_code", Utf8, true, QuasiIdentifier, "JIS X 0401 prefecture code (two digits) of residence."),
-        c("secondary_medical_area_code", Utf8, true, QuasiIdentifier, "二次医療圏 code of residence where the postcode maps to one."),
-        c("linkage_basis", Utf8, false, Provenance, "Which linkage key produced person_id: id1, id2, id1+id2 or source_id."),
+        c(
+            "secondary_medical_area_code",
+            Utf8,
+            true,
+            QuasiIdentifier,
+            "二次医療圏 code of residence where the postcode maps to one.",
+        ),
+        c(
+            "linkage_basis",
+            Utf8,
+            false,
+            Provenance,
+            "Which linkage key produced person_id: id1, id2, id1+id2 or source_id.",
+        ),
         SOURCE,
     ],
 };
@@ -81,7 +80,13 @@ pub const VISIT_OCCURRENCE: TableDef = TableDef {
         c("visit_occurrence_id", Utf8, false, Pseudonym, "Keyed pseudonym of the visit."),
         PERSON,
         c("visit_concept_id", Int32, false, Code, "Standard concept, 0 when no vocabulary is loaded."),
-        c("visit_source_value", Utf8, true, Category, "Visit class as in the source: AMB, IMP, EMER, HH, outpatient, inpatient."),
+        c(
+            "visit_source_value",
+            Utf8,
+            true,
+            Category,
+            "Visit class as in the source: AMB, IMP, EMER, HH, outpatient, inpatient.",
+        ),
         c("visit_start_date", Date32, true, Date, "First day of the visit."),
         c("visit_end_date", Date32, true, Date, "Last day of the visit."),
         c("care_site_id", Utf8, true, Pseudonym, "Keyed pseudonym of the facility."),
@@ -97,12 +102,30 @@ pub const CONDITION_OCCURRENCE: TableDef = TableDef {
         c("condition_occurrence_id", Utf8, false, Pseudonym, "Keyed pseudonym of the diagnosis record."),
         PERSON,
         c("condition_concept_id", Int32, false, Code, "Standard concept, 0 when no vocabulary is loaded."),
-        c("condition_source_value", Utf8, true, Code, "Source code (ICD-10, MEDIS 病名交換用コード, レセ電 傷病名コード)."),
-        c("condition_source_vocabulary", Utf8, true, Code, "Vocabulary of condition_source_value (see niji_cdm::Vocabulary)."),
+        c(
+            "condition_source_value",
+            Utf8,
+            true,
+            Code,
+            "Source code (ICD-10, MEDIS 病名交換用コード, レセ電 傷病名コード).",
+        ),
+        c(
+            "condition_source_vocabulary",
+            Utf8,
+            true,
+            Code,
+            "Vocabulary of condition_source_value (see niji_cdm::Vocabulary).",
+        ),
         c("icd10_code", Utf8, true, Code, "ICD-10 code where the source carries one."),
         c("condition_start_date", Date32, true, Date, "Onset or start date."),
         c("condition_end_date", Date32, true, Date, "Abatement or outcome date."),
-        c("condition_status", Utf8, true, Category, "Clinical status or receipt outcome (転帰): active, resolved, cured, died, stopped."),
+        c(
+            "condition_status",
+            Utf8,
+            true,
+            Category,
+            "Clinical status or receipt outcome (転帰): active, resolved, cured, died, stopped.",
+        ),
         c("is_primary", Boolean, true, Category, "Primary diagnosis flag (receipt SY 主傷病)."),
         c("modifier_codes", Utf8, true, Code, "Receipt modifier codes (修飾語), space separated."),
         VISIT,
@@ -182,7 +205,13 @@ pub const OBSERVATION: TableDef = TableDef {
         c("observation_source_value", Utf8, true, Code, "Source code of the substance or fact."),
         c("observation_source_vocabulary", Utf8, true, Code, "Vocabulary of observation_source_value."),
         c("observation_date", Date32, true, Date, "Recorded or onset date."),
-        c("observation_type", Utf8, false, Category, "allergy_medication (drug contraindication), allergy_food, allergy_environment, allergy_other."),
+        c(
+            "observation_type",
+            Utf8,
+            false,
+            Category,
+            "allergy_medication (drug contraindication), allergy_food, allergy_environment, allergy_other.",
+        ),
         c("value_source_value", Utf8, true, Sensitive, "Coded criticality or severity; never free text."),
         SOURCE,
     ],
@@ -215,8 +244,20 @@ pub const CLAIM: TableDef = TableDef {
         c("benefit_rate", Int32, true, Category, "Benefit rate in percent (給付割合)."),
         c("service_days", Int32, true, Measure, "Days of service (実日数)."),
         c("total_points", Int64, true, Measure, "Total points (合計点数) or care units (単位数)."),
-        c("insurer_kind", Utf8, true, Category, "Kind of insurer derived from the insurer number: nhi, employee, late_elderly, public_only, care."),
-        c("public_expense_codes", Utf8, true, Code, "Public-expense programme numbers (法別番号, 2 digits) from KO records, space separated, in order."),
+        c(
+            "insurer_kind",
+            Utf8,
+            true,
+            Category,
+            "Kind of insurer derived from the insurer number: nhi, employee, late_elderly, public_only, care.",
+        ),
+        c(
+            "public_expense_codes",
+            Utf8,
+            true,
+            Code,
+            "Public-expense programme numbers (法別番号, 2 digits) from KO records, space separated, in order.",
+        ),
         c("prefecture_code", Utf8, true, QuasiIdentifier, "Prefecture of the facility (two digits)."),
         SOURCE,
     ],

@@ -36,18 +36,26 @@ fn names_are_unique_and_snake_case() {
 fn no_column_can_hold_a_direct_identifier_or_free_text() {
     // Names that would betray a direct identifier or free text in the analytic store.
     let forbidden = [
-        "name", "kana", "address", "phone", "birth_date", "birthdate", "insurer_number",
-        "kigo", "bango", "chart", "note", "text", "comment", "postcode", "postal",
+        "name",
+        "kana",
+        "address",
+        "phone",
+        "birth_date",
+        "birthdate",
+        "insurer_number",
+        "kigo",
+        "bango",
+        "chart",
+        "note",
+        "text",
+        "comment",
+        "postcode",
+        "postal",
     ];
     for t in TABLES {
         for c in t.columns {
             for f in forbidden {
-                assert!(
-                    !c.name.contains(f),
-                    "{}.{} looks like a direct identifier or free text ({f})",
-                    t.name,
-                    c.name
-                );
+                assert!(!c.name.contains(f), "{}.{} looks like a direct identifier or free text ({f})", t.name, c.name);
             }
         }
     }
@@ -80,14 +88,8 @@ fn class_names_round_trip() {
 
 #[test]
 fn vocabularies_round_trip_and_recognise_fhir_systems() {
-    assert_eq!(
-        Vocabulary::from_system("http://medis.or.jp/CodeSystem/master-JLAC10-17digits"),
-        Vocabulary::Jlac10
-    );
-    assert_eq!(
-        Vocabulary::from_system("http://medis.or.jp/CodeSystem/master-JLAC10-15digits"),
-        Vocabulary::Jlac10
-    );
+    assert_eq!(Vocabulary::from_system("http://medis.or.jp/CodeSystem/master-JLAC10-17digits"), Vocabulary::Jlac10);
+    assert_eq!(Vocabulary::from_system("http://medis.or.jp/CodeSystem/master-JLAC10-15digits"), Vocabulary::Jlac10);
     assert_eq!(
         Vocabulary::from_system("http://jpfhir.jp/fhir/core/mhlw/CodeSystem/ICD10-2013-full"),
         Vocabulary::Icd10

@@ -57,7 +57,9 @@ pub enum IngestError {
         reason: String,
     },
     /// The run report does not add up: input != loaded + quarantined + consent-excluded.
-    #[error("report does not add up: {records} records in, {loaded} loaded + {quarantined} quarantined + {excluded} consent-excluded")]
+    #[error(
+        "report does not add up: {records} records in, {loaded} loaded + {quarantined} quarantined + {excluded} consent-excluded"
+    )]
     Unbalanced {
         /// Records read.
         records: u64,

@@ -105,12 +105,8 @@ impl IngestReport {
 
     /// Check that every record is accounted for, per input and in total.
     pub fn check_balanced(&self) -> Result<()> {
-        let unbalanced = |records, loaded, quarantined, excluded| IngestError::Unbalanced {
-            records,
-            loaded,
-            quarantined,
-            excluded,
-        };
+        let unbalanced =
+            |records, loaded, quarantined, excluded| IngestError::Unbalanced { records, loaded, quarantined, excluded };
         for i in &self.inputs {
             if i.records != i.loaded + i.quarantined + i.consent_excluded {
                 return Err(unbalanced(i.records, i.loaded, i.quarantined, i.consent_excluded));

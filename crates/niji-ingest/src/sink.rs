@@ -173,7 +173,10 @@ impl CdmSink {
     pub fn write_batch(&mut self, table: &'static TableDef, batch: &RecordBatch) -> Result<()> {
         let expected = table.schema();
         if batch.schema().fields() != expected.fields() {
-            return Err(IngestError::RowShape { table: table.name, reason: "batch schema differs from the CDM schema".into() });
+            return Err(IngestError::RowShape {
+                table: table.name,
+                reason: "batch schema differs from the CDM schema".into(),
+            });
         }
         let dir = self.dir.clone();
         let buf = self.buf(table);
@@ -201,13 +204,10 @@ fn flush(dir: &Path, buf: &mut TableBuf) -> Result<()> {
         return Ok(());
     }
     let def = buf.def;
-    let arrays: Vec<ArrayRef> = buf
-        .columns
-        .iter_mut()
-        .zip(def.columns)
-        .map(|(vals, c)| to_array(std::mem::take(vals), c.ty))
-        .collect();
-    let batch = RecordBatch::try_new(def.schema(), arrays).map_err(|source| IngestError::Arrow { table: def.name, source })?;
+    let arrays: Vec<ArrayRef> =
+        buf.columns.iter_mut().zip(def.columns).map(|(vals, c)| to_array(std::mem::take(vals), c.ty)).collect();
+    let batch =
+        RecordBatch::try_new(def.schema(), arrays).map_err(|source| IngestError::Arrow { table: def.name, source })?;
     write(dir, buf, &batch)
 }
 
@@ -237,12 +237,12 @@ fn to_array(vals: Vec<Value>, ty: ColumnType) -> ArrayRef {
         ColumnType::Utf8 => Arc::new(
             vals.into_iter().map(|v| if let Value::Str(s) = v { Some(s) } else { None }).collect::<StringArray>(),
         ),
-        ColumnType::Int32 => {
-            Arc::new(vals.into_iter().map(|v| if let Value::I32(x) = v { Some(x) } else { None }).collect::<Int32Array>())
-        }
-        ColumnType::Int64 => {
-            Arc::new(vals.into_iter().map(|v| if let Value::I64(x) = v { Some(x) } else { None }).collect::<Int64Array>())
-        }
+        ColumnType::Int32 => Arc::new(
+            vals.into_iter().map(|v| if let Value::I32(x) = v { Some(x) } else { None }).collect::<Int32Array>(),
+        ),
+        ColumnType::Int64 => Arc::new(
+            vals.into_iter().map(|v| if let Value::I64(x) = v { Some(x) } else { None }).collect::<Int64Array>(),
+        ),
         ColumnType::Float64 => Arc::new(
             vals.into_iter().map(|v| if let Value::F64(x) = v { Some(x) } else { None }).collect::<Float64Array>(),
         ),
@@ -250,7 +250,9 @@ fn to_array(vals: Vec<Value>, ty: ColumnType) -> ArrayRef {
             vals.into_iter().map(|v| if let Value::Bool(x) = v { Some(x) } else { None }).collect::<BooleanArray>(),
         ),
         ColumnType::Date32 => Arc::new(
-            vals.into_iter().map(|v| if let Value::Date(d) = v { Some(date32(d)) } else { None }).collect::<Date32Array>(),
+            vals.into_iter()
+                .map(|v| if let Value::Date(d) = v { Some(date32(d)) } else { None })
+                .collect::<Date32Array>(),
         ),
     }
 }

@@ -83,10 +83,8 @@ impl PseudonymKey {
 
     /// A key from a file: hex text (64+ hex characters, whitespace ignored) or raw bytes.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let raw = std::fs::read(path).map_err(|e| PseudoError::KeyFile {
-            path: path.display().to_string(),
-            reason: e.kind().to_string(),
-        })?;
+        let raw = std::fs::read(path)
+            .map_err(|e| PseudoError::KeyFile { path: path.display().to_string(), reason: e.kind().to_string() })?;
         let text: String = String::from_utf8_lossy(&raw).split_whitespace().collect();
         if text.len() >= 2 * MIN_KEY_LEN && text.bytes().all(|b| b.is_ascii_hexdigit()) {
             let bytes = hex::decode(&text).map_err(|_| PseudoError::KeyFile {

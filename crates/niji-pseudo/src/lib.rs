@@ -46,7 +46,9 @@ pub enum PseudoError {
         reason: &'static str,
     },
     /// Neither linkage key could be formed from the record.
-    #[error("no linkage key: the record has neither insurance identifiers (ID1) nor kana name (ID2) with birth date and sex")]
+    #[error(
+        "no linkage key: the record has neither insurance identifiers (ID1) nor kana name (ID2) with birth date and sex"
+    )]
     NoLinkageKey,
 }
 

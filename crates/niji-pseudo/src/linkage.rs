@@ -168,9 +168,6 @@ mod tests {
         assert_eq!(link(&key(), &src).expect("source").basis, LinkageBasis::SourceId);
         assert_eq!(link(&key(), &Identifiers::default()), Err(PseudoError::NoLinkageKey));
         let bad = Identifiers { insurer_number: Some("12x"), kigo: Some("1"), bango: Some("2"), ..only_kana };
-        assert!(matches!(
-            link(&key(), &bad),
-            Err(PseudoError::MalformedIdentifier { field: "insurer_number", .. })
-        ));
+        assert!(matches!(link(&key(), &bad), Err(PseudoError::MalformedIdentifier { field: "insurer_number", .. })));
     }
 }
