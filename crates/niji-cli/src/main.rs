@@ -5,6 +5,7 @@
 
 mod fhir;
 mod ingest;
+mod keys;
 mod output;
 mod synth;
 
