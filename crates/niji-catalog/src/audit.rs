@@ -69,6 +69,11 @@ pub enum AuditProblem {
         /// The first missing entry.
         seq: i64,
     },
+    /// An entry with a seq below 1, which no append writes: inserted behind the catalog's back.
+    Inserted {
+        /// Its seq.
+        seq: i64,
+    },
     /// The chain head does not match the last entry's digest.
     HeadMismatch {
         /// The last entry.
@@ -84,6 +89,7 @@ impl AuditProblem {
             | AuditProblem::Deleted { seq }
             | AuditProblem::Reordered { seq }
             | AuditProblem::Truncated { seq }
+            | AuditProblem::Inserted { seq }
             | AuditProblem::HeadMismatch { seq } => *seq,
         }
     }
@@ -99,6 +105,9 @@ impl std::fmt::Display for AuditProblem {
             }
             AuditProblem::Truncated { seq } => {
                 write!(f, "audit entries from {seq} on were deleted (the chain head records more)")
+            }
+            AuditProblem::Inserted { seq } => {
+                write!(f, "audit entry {seq} lies outside the chain (inserted, seq below 1)")
             }
             AuditProblem::HeadMismatch { seq } => {
                 write!(f, "the audit chain head does not match entry {seq} (head or entry replaced)")
@@ -294,6 +303,12 @@ impl Catalog {
         let mut prev = GENESIS_DIGEST.to_owned();
         let mut expected: i64 = 1;
         let mut entries: i64 = 0;
+        let (below,): (Option<i64>,) = with_pool!(self, |p| {
+            sqlx::query_as("SELECT MIN(seq) FROM audit_log WHERE seq < 1").fetch_one(p).await?
+        });
+        if let Some(seq) = below {
+            return Ok(AuditReport { entries, head_digest: prev, problem: Some(AuditProblem::Inserted { seq }) });
+        }
         loop {
             let page = self.audit_entries(expected - 1, VERIFY_PAGE).await?;
             if page.is_empty() {

@@ -25,6 +25,7 @@ both_backends!(
     deleted_entry_is_named,
     deleted_last_entry_is_named,
     swapped_entries_are_named,
+    inserted_entries_are_named,
     concurrent_appends_keep_the_chain,
 );
 
@@ -90,4 +91,23 @@ async fn concurrent_appends_keep_the_chain(db: TestDb) {
     assert_eq!(seqs, (1..=48).collect::<Vec<_>>());
     let r = db.catalog.verify_audit().await.unwrap();
     assert_eq!((r.entries, r.problem), (48, None));
+}
+
+async fn inserted_entries_are_named(db: TestDb) {
+    append_n(&db.catalog, 3).await;
+    // An entry appended by hand after the head, even with a correct digest, is noticed.
+    let last = db.catalog.audit_tail(1).await.unwrap().remove(0);
+    let canonical = niji_catalog::audit::canonical_entry(4, &last.time, "x", "forged", "s", "{}");
+    let digest = niji_catalog::audit::chain_digest(&last.digest, &canonical);
+    db.raw(&format!(
+        "INSERT INTO audit_log VALUES (4, '{}', 'x', 'forged', 's', '{{}}', '{}', '{digest}')",
+        last.time, last.digest
+    ))
+    .await;
+    assert_eq!(problem(&db.catalog).await, Some(AuditProblem::HeadMismatch { seq: 4 }));
+    db.raw("DELETE FROM audit_log WHERE seq = 4").await;
+    assert_eq!(problem(&db.catalog).await, None);
+    // An entry slipped in before the chain.
+    db.raw("INSERT INTO audit_log VALUES (0, 't', 'x', 'forged', 's', '{}', 'p', 'd')").await;
+    assert_eq!(problem(&db.catalog).await, Some(AuditProblem::Inserted { seq: 0 }));
 }
