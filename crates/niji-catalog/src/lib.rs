@@ -109,22 +109,8 @@ impl Catalog {
     #[tracing::instrument(skip(url))]
     pub async fn connect(url: &str) -> Result<Catalog> {
         let pool = if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                .foreign_keys(true);
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-            // An in-memory database lives in one connection: a pool of one keeps it whole.
-            let max = if in_memory { 1 } else { MAX_CONNECTIONS };
-            let pool = SqlitePoolOptions::new()
-                .max_connections(max)
-                .acquire_timeout(Duration::from_secs(120))
-                .connect_with(options)
-                .await?;
-            sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-            Pool::Sqlite(pool)
+            return Catalog::connect_sqlite(SqliteConnectOptions::from_str(url)?, in_memory).await;
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
                 .max_connections(MAX_CONNECTIONS)
@@ -140,12 +126,31 @@ impl Catalog {
         Ok(Catalog { pool })
     }
 
+    async fn connect_sqlite(options: SqliteConnectOptions, in_memory: bool) -> Result<Catalog> {
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            .foreign_keys(true);
+        // An in-memory database lives in one connection: a pool of one keeps it whole.
+        let max = if in_memory { 1 } else { MAX_CONNECTIONS };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(120))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        tracing::debug!("sqlite catalog connected and migrated");
+        Ok(Catalog { pool: Pool::Sqlite(pool) })
+    }
+
     /// The embedded catalog of a data directory: `sqlite://<data_dir>/catalog.db`, created if
     /// missing (the directory too).
     pub async fn open_default(data_dir: &Path) -> Result<Catalog> {
         std::fs::create_dir_all(data_dir).map_err(|source| CatalogError::Io { path: data_dir.to_owned(), source })?;
-        let path = data_dir.join("catalog.db");
-        Catalog::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
+        // Built from the path, not a URL, so any file name works.
+        Catalog::connect_sqlite(SqliteConnectOptions::new().filename(data_dir.join("catalog.db")), false).await
     }
 
     /// `NIJI_CATALOG_URL` if set, else [`Catalog::open_default`].

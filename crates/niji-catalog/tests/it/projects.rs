@@ -109,3 +109,19 @@ async fn query_log_and_cache(db: TestDb) {
     let hit = c.cache_get("k").await.unwrap().unwrap();
     assert_eq!((hit.query_id.as_str(), hit.project_id, hit.result.as_slice()), ("q-1", id, &b"\x00arrow bytes"[..]));
 }
+
+#[tokio::test]
+async fn open_default_and_memory_urls_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("data dir #1?x");
+    let c = niji_catalog::Catalog::open_default(&odd).await.unwrap();
+    c.append_audit("t", "t", "t", serde_json::json!({})).await.unwrap();
+    c.close().await;
+    assert!(odd.join("catalog.db").exists());
+    let c = niji_catalog::Catalog::open_default(&odd).await.unwrap();
+    assert_eq!(c.verify_audit().await.unwrap().entries, 1, "reopening keeps the data");
+    let m = niji_catalog::Catalog::connect("sqlite::memory:").await.unwrap();
+    m.append_audit("t", "t", "t", serde_json::json!({})).await.unwrap();
+    assert_eq!(m.verify_audit().await.unwrap().entries, 1);
+    assert!(matches!(niji_catalog::Catalog::connect("mysql://x").await.unwrap_err(), CatalogError::UnsupportedUrl));
+}
