@@ -7,6 +7,9 @@
 //! [`report::IngestReport`] adds up. Direct identifiers only feed [`niji_pseudo`] linkage
 //! keys; they never reach a CDM row.
 
+pub mod care;
+pub mod consent;
+pub mod receipt;
 pub mod report;
 pub mod sink;
 
@@ -77,6 +80,49 @@ pub enum IngestError {
         what: &'static str,
         /// The serde error.
         source: serde_json::Error,
+    },
+    /// A receipt or care file is not valid CP932 (Shift_JIS).
+    #[error("{path} is not CP932: invalid byte sequence at line {line}")]
+    NotCp932 {
+        /// The input file.
+        path: PathBuf,
+        /// 1-based line of the first invalid sequence.
+        line: u64,
+    },
+    /// A receipt or care file is UTF-8 text where CP932 is expected.
+    #[error("{path} is UTF-8, expected CP932")]
+    Utf8NotCp932 {
+        /// The input file.
+        path: PathBuf,
+    },
+    /// A CSV file's header does not match its layout.
+    #[error("{path}: header does not match the layout: {reason}")]
+    Header {
+        /// The input file.
+        path: PathBuf,
+        /// What is missing or different.
+        reason: String,
+    },
+    /// A layout table (pipelines/layouts/*.toml) is invalid.
+    #[error("layout {name}: {reason}")]
+    Layout {
+        /// Layout file or name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A consent registry row is invalid; the whole registry is refused, since dropping one
+    /// row could silently ignore an opt-out.
+    #[error("consent registry {path} line {line}, field `{field}`: {reason}")]
+    ConsentRow {
+        /// The registry file.
+        path: PathBuf,
+        /// 1-based line.
+        line: u64,
+        /// Field at fault.
+        field: &'static str,
+        /// Why (never the value).
+        reason: String,
     },
 }
 

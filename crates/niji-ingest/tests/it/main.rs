@@ -1,0 +1,5 @@
+//! The single integration-test binary of niji-ingest.
+
+mod care;
+mod consent;
+mod receipt;
