@@ -445,7 +445,9 @@ impl State<'_> {
             id.kigo = card(&ids.kigo);
             id.bango = card(&ids.bango);
             id.branch = card(&ids.branch);
-            id.kana_name = e.with_kana.then(|| ids.kana.clone());
+            // A row must be linkable: 記号 is missing on 後期高齢者 cards, so those rows keep the kana.
+            let card_complete = e.with_card && ids.kigo.is_some();
+            id.kana_name = (e.with_kana || !card_complete).then(|| ids.kana.clone());
             let row = [
                 id.insurer_number.as_deref().unwrap_or(""),
                 id.kigo.as_deref().unwrap_or(""),

@@ -116,6 +116,8 @@ fn source_identities_agree_with_ground_truth_and_the_files() {
                 );
             }
             _ => {
+                let card = !f[0].is_empty() && !f[1].is_empty() && !f[2].is_empty();
+                assert!(card || !f[4].is_empty(), "consent line {line}: neither card nor kana");
                 assert_eq!(
                     (opt(f[0]), opt(f[1]), opt(f[2]), opt(f[3]), opt(f[4]), opt(f[5]), opt(f[6])),
                     (
