@@ -33,6 +33,10 @@ pub enum Domain {
     Record,
     /// Re-keying of `person_id` per project for row-level extracts.
     Project,
+    /// The per-person date shift of [`crate::generalize::DateShifter`].
+    DateShift,
+    /// Derivation of one key from another (per-project keys).
+    KeyDerivation,
 }
 
 impl Domain {
@@ -45,6 +49,8 @@ impl Domain {
             Domain::Insurer => b"niji/insurer",
             Domain::Record => b"niji/record",
             Domain::Project => b"niji/project",
+            Domain::DateShift => b"niji/date-shift",
+            Domain::KeyDerivation => b"niji/key-derivation",
         }
     }
 }
@@ -109,24 +115,96 @@ impl PseudonymKey {
         &self.key_id
     }
 
-    /// The raw 128-bit pseudonym of `parts` in `domain`. Parts are separated by the unit
-    /// separator (0x1F), which normalized identifiers never contain.
-    pub fn pseudonym_bytes(&self, domain: Domain, parts: &[&str]) -> [u8; PSEUDONYM_BYTES] {
+    /// The full 256-bit MAC of `parts` in `domain` (the hot path: one clone of the pre-keyed
+    /// state, no allocation).
+    fn mac_full(&self, domain: Domain, parts: &[&str]) -> [u8; 32] {
         let mut mac = self.mac.clone();
         mac.update(domain.tag());
         for p in parts {
             mac.update(b"\x1f");
             mac.update(p.as_bytes());
         }
-        let full = mac.finalize().into_bytes();
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The raw 128-bit pseudonym of `parts` in `domain`. Parts are separated by the unit
+    /// separator (0x1F), which normalized identifiers never contain.
+    pub fn pseudonym_bytes(&self, domain: Domain, parts: &[&str]) -> [u8; PSEUDONYM_BYTES] {
+        let full = self.mac_full(domain, parts);
         let mut out = [0u8; PSEUDONYM_BYTES];
         out.copy_from_slice(&full[..PSEUDONYM_BYTES]);
         out
     }
 
+    /// The pseudonym as 32 lowercase hex bytes written into `out`, without allocating: what
+    /// column builders call per row.
+    pub fn pseudonym_hex(&self, domain: Domain, parts: &[&str], out: &mut [u8; 2 * PSEUDONYM_BYTES]) {
+        let b = self.pseudonym_bytes(domain, parts);
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, byte) in b.iter().enumerate() {
+            out[2 * i] = HEX[usize::from(byte >> 4)];
+            out[2 * i + 1] = HEX[usize::from(byte & 0x0f)];
+        }
+    }
+
+    /// A key derived from this one for `label` (e.g. a project id): HMAC(self, label) as the
+    /// new key's 256-bit material. Keys derived for different labels are independent; none
+    /// reveals this key or another derived key.
+    pub fn derive(&self, label: &str) -> PseudonymKey {
+        let material = self.mac_full(Domain::KeyDerivation, &[label]);
+        match Self::from_bytes(&material) {
+            Ok(k) => k,
+            // 32 bytes always meet MIN_KEY_LEN; keep the original rather than panic.
+            Err(_) => self.clone(),
+        }
+    }
+
     /// The pseudonym of `parts` in `domain` as 32 lowercase hex characters.
     pub fn pseudonym(&self, domain: Domain, parts: &[&str]) -> String {
         hex::encode(self.pseudonym_bytes(domain, parts))
+    }
+}
+
+/// Per-project re-keying of `person_id` for row-level extracts: `HMAC(project_key, person_id)`.
+///
+/// The project key is derived from an extract master key (never the pipeline key, which does
+/// not reach the query service) and the project id, so each project gets its own pseudonym
+/// space: two projects' extracts share no `person_id` value and cannot be joined.
+#[derive(Clone, Debug)]
+pub struct ProjectKey {
+    key: PseudonymKey,
+    project: String,
+}
+
+impl ProjectKey {
+    /// The project key of `project` derived from the extract master key.
+    pub fn derive(extract_master: &PseudonymKey, project: &str) -> Self {
+        Self { key: extract_master.derive(&format!("project\x1f{project}")), project: project.to_owned() }
+    }
+
+    /// A project key from its own key material.
+    pub fn new(project: &str, key: PseudonymKey) -> Self {
+        Self { key, project: project.to_owned() }
+    }
+
+    /// The project this key belongs to.
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    /// The key id of the project key (recorded with the extract).
+    pub fn key_id(&self) -> &str {
+        self.key.key_id()
+    }
+
+    /// The project-scoped pseudonym of a `person_id`.
+    pub fn rekey(&self, person_id: &str) -> String {
+        self.key.pseudonym(Domain::Project, &[person_id])
+    }
+
+    /// The underlying key (for the `niji_rekey` UDF).
+    pub fn key(&self) -> &PseudonymKey {
+        &self.key
     }
 }
 
@@ -158,6 +236,30 @@ mod tests {
         assert_ne!(k.pseudonym(Domain::Facility, &["x"]), key(2).pseudonym(Domain::Facility, &["x"]));
         // Part boundaries matter: ("ab","c") is not ("a","bc").
         assert_ne!(k.pseudonym(Domain::Record, &["ab", "c"]), k.pseudonym(Domain::Record, &["a", "bc"]));
+    }
+
+    #[test]
+    fn hex_without_allocation_matches() {
+        let k = key(3);
+        let mut buf = [0u8; 32];
+        k.pseudonym_hex(Domain::Record, &["a", "b"], &mut buf);
+        assert_eq!(std::str::from_utf8(&buf).expect("ascii"), k.pseudonym(Domain::Record, &["a", "b"]));
+    }
+
+    #[test]
+    fn projects_cannot_join_their_extracts() {
+        let master = key(9);
+        let (a, b) = (ProjectKey::derive(&master, "p-001"), ProjectKey::derive(&master, "p-002"));
+        assert_ne!(a.key_id(), b.key_id());
+        assert_ne!(a.key_id(), master.key_id());
+        let persons: Vec<String> = (0..1000).map(|i| master.pseudonym(Domain::PersonId1, &[&i.to_string()])).collect();
+        let xa: std::collections::HashSet<String> = persons.iter().map(|p| a.rekey(p)).collect();
+        let xb: std::collections::HashSet<String> = persons.iter().map(|p| b.rekey(p)).collect();
+        assert_eq!(xa.len(), 1000);
+        assert_eq!(xa.intersection(&xb).count(), 0);
+        // Stable within a project, and not the input.
+        assert_eq!(a.rekey(&persons[0]), ProjectKey::derive(&master, "p-001").rekey(&persons[0]));
+        assert!(!xa.contains(&persons[0]));
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Identifier normalization for linkage: the same person written differently by different
-//! sources must give the same linkage key. Every function here is idempotent.
+//! sources must give the same linkage key. Every folding function here is idempotent
+//! (`f(f(x)) == f(x)`, checked by property tests), and every validating function rejects a
+//! malformed value with the field and the reason, never the value.
 
+use chrono::{Datelike, NaiveDate};
+use niji_cdm::Sex;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::{PseudoError, Result};
@@ -8,11 +12,27 @@ use crate::{PseudoError, Result};
 /// NFKC, trimmed, inner white space removed: full-width digits and letters become ASCII,
 /// half-width katakana become full-width.
 pub fn nfkc_compact(s: &str) -> String {
-    s.nfkc().filter(|c| !c.is_whitespace()).collect()
+    // NFKC can turn a spacing mark into "space + combining mark" (゛ → U+0020 U+3099); once the
+    // space is gone the mark composes with the character before it on the next pass, so the
+    // function runs to its fixpoint (two passes at most in practice).
+    fixpoint(s, |t| t.nfkc().filter(|c| !c.is_whitespace()).collect())
+}
+
+fn fixpoint(s: &str, f: impl Fn(&str) -> String) -> String {
+    let mut cur = f(s);
+    for _ in 0..4 {
+        let next = f(&cur);
+        if next == cur {
+            break;
+        }
+        cur = next;
+    }
+    cur
 }
 
 /// Insurer number (保険者番号): digits only, zero-padded to 8.
-/// National health insurance numbers have 6 digits and are padded with two leading zeros.
+/// National health insurance numbers have 6 digits and are padded with two leading zeros; a
+/// 7-digit number is an 8-digit one whose leading zero a spreadsheet dropped.
 pub fn insurer_number(s: &str) -> Result<String> {
     let d = nfkc_compact(s);
     if d.is_empty() {
@@ -27,12 +47,20 @@ pub fn insurer_number(s: &str) -> Result<String> {
     Ok(format!("{d:0>8}"))
 }
 
-/// 記号 or 番号 of an insurance card: NFKC (one width for digits and letters), spaces and
-/// the separators `・`, `-`, `－` removed. Kana in 記号 are folded like names.
+/// 記号 or 番号 of an insurance card: NFKC (one width for digits and letters), Latin letters
+/// upper-cased, spaces and the separators `・`, `-`, `－`, `.` removed. Kana in 記号 are folded
+/// like names.
 pub fn card_symbol(field: &'static str, s: &str) -> Result<String> {
-    let out: String = kana(&nfkc_compact(s)).chars().filter(|c| !matches!(c, '-' | '・' | '･' | '.')).collect();
+    let out: String =
+        kana(s).chars().filter(|c| !matches!(c, '-' | '.' | '_' | '/')).map(|c| c.to_ascii_uppercase()).collect();
     if out.is_empty() {
         return Err(PseudoError::MalformedIdentifier { field, reason: "empty" });
+    }
+    if out.chars().count() > 40 {
+        return Err(PseudoError::MalformedIdentifier { field, reason: "longer than 40 characters" });
+    }
+    if out.chars().any(char::is_control) {
+        return Err(PseudoError::MalformedIdentifier { field, reason: "contains control characters" });
     }
     Ok(out)
 }
@@ -51,13 +79,41 @@ pub fn branch(s: Option<&str>) -> Result<Option<String>> {
 }
 
 /// Kana name folding: NFKC (half-width → full-width katakana), hiragana → katakana,
-/// small kana → large, long-vowel marks, spaces and middle dots removed.
+/// small kana → large, ゐゑ/ヰヱ → イエ, long-vowel marks, spaces and middle dots removed,
+/// Latin letters upper-cased.
 pub fn kana(s: &str) -> String {
-    s.nfkc()
-        .filter(|c| !c.is_whitespace() && !matches!(c, 'ー' | '－' | '-' | '・' | '･' | '〜' | '～'))
-        .map(hiragana_to_katakana)
-        .map(small_to_large)
-        .collect()
+    fixpoint(s, |t| {
+        t.nfkc()
+            .filter(|c| !c.is_whitespace() && !is_separator(*c))
+            .map(hiragana_to_katakana)
+            .map(small_to_large)
+            .map(|c| c.to_ascii_uppercase())
+            .collect()
+    })
+}
+
+fn is_separator(c: char) -> bool {
+    matches!(c, 'ー' | '－' | '-' | '‐' | '−' | '―' | '・' | '･' | '〜' | '～' | '~' | ',' | '、' | '.' | '。')
+}
+
+/// A kana name for ID2: folded with [`kana`] and then checked to be katakana (and the voiced
+/// sound marks) only. A name written in kanji or Latin letters in the kana field would never
+/// link and is reported instead of hashed.
+pub fn kana_name(s: &str) -> Result<String> {
+    let k = kana(s);
+    if k.is_empty() {
+        return Err(PseudoError::MalformedIdentifier { field: "kana_name", reason: "empty" });
+    }
+    if !k.chars().all(|c| matches!(c, '\u{30A1}'..='\u{30FA}' | '\u{30FD}' | '\u{30FE}' | '\u{3099}' | '\u{309A}')) {
+        return Err(PseudoError::MalformedIdentifier {
+            field: "kana_name",
+            reason: "contains characters other than kana",
+        });
+    }
+    if k.chars().count() > 60 {
+        return Err(PseudoError::MalformedIdentifier { field: "kana_name", reason: "longer than 60 characters" });
+    }
+    Ok(k)
 }
 
 fn hiragana_to_katakana(c: char) -> char {
@@ -70,9 +126,9 @@ fn hiragana_to_katakana(c: char) -> char {
 fn small_to_large(c: char) -> char {
     match c {
         'ァ' => 'ア',
-        'ィ' => 'イ',
+        'ィ' | 'ヰ' => 'イ',
         'ゥ' => 'ウ',
-        'ェ' => 'エ',
+        'ェ' | 'ヱ' => 'エ',
         'ォ' => 'オ',
         'ッ' => 'ツ',
         'ャ' => 'ヤ',
@@ -81,7 +137,87 @@ fn small_to_large(c: char) -> char {
         'ヮ' => 'ワ',
         'ヵ' => 'カ',
         'ヶ' => 'ケ',
+        'ㇰ' => 'ク',
+        'ㇱ' => 'シ',
+        'ㇲ' => 'ス',
+        'ㇳ' => 'ト',
+        'ㇴ' => 'ヌ',
+        'ㇵ' => 'ハ',
+        'ㇶ' => 'ヒ',
+        'ㇷ' => 'フ',
+        'ㇸ' => 'ヘ',
+        'ㇹ' => 'ホ',
+        'ㇺ' => 'ム',
+        'ㇻ' => 'ラ',
+        'ㇼ' => 'リ',
+        'ㇽ' => 'ル',
+        'ㇾ' => 'レ',
+        'ㇿ' => 'ロ',
         _ => c,
+    }
+}
+
+/// Earliest birth date accepted (the oldest living person was born after this).
+const MIN_BIRTH_YEAR: i32 = 1890;
+
+/// A birth date as written by the sources: `YYYYMMDD`, `YYYY-MM-DD`, `YYYY/MM/DD` (any digit
+/// width), or the receipt era form `GYYMMDD` (G: 1 明治, 2 大正, 3 昭和, 4 平成, 5 令和).
+///
+/// Rejected with a reason: wrong length or shape, an impossible calendar date (Feb 30), a
+/// date before 1890, or a date after `today` when given.
+pub fn birth_date(s: &str, today: Option<NaiveDate>) -> Result<NaiveDate> {
+    const F: &str = "birth_date";
+    let d: String = nfkc_compact(s).chars().filter(|c| !matches!(c, '-' | '/' | '.')).collect();
+    if d.is_empty() {
+        return Err(PseudoError::MalformedIdentifier { field: F, reason: "empty" });
+    }
+    if !d.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(PseudoError::MalformedIdentifier { field: F, reason: "not a date of digits" });
+    }
+    let num = |r: std::ops::Range<usize>| d[r].parse::<u32>().unwrap_or(0);
+    let (y, m, day) = match d.len() {
+        8 => (i32::try_from(num(0..4)).unwrap_or(0), num(4..6), num(6..8)),
+        7 => {
+            let base = match num(0..1) {
+                1 => 1867,
+                2 => 1911,
+                3 => 1925,
+                4 => 1988,
+                5 => 2018,
+                _ => return Err(PseudoError::MalformedIdentifier { field: F, reason: "unknown era digit" }),
+            };
+            let yy = i32::try_from(num(1..3)).unwrap_or(0);
+            if yy == 0 {
+                return Err(PseudoError::MalformedIdentifier { field: F, reason: "era year 0" });
+            }
+            (base + yy, num(3..5), num(5..7))
+        }
+        _ => {
+            return Err(PseudoError::MalformedIdentifier { field: F, reason: "not 8 digits (YYYYMMDD) or 7 (GYYMMDD)" });
+        }
+    };
+    let date = NaiveDate::from_ymd_opt(y, m, day)
+        .ok_or(PseudoError::MalformedIdentifier { field: F, reason: "impossible calendar date" })?;
+    if date.year() < MIN_BIRTH_YEAR {
+        return Err(PseudoError::MalformedIdentifier { field: F, reason: "before 1890" });
+    }
+    if today.is_some_and(|t| date > t) {
+        return Err(PseudoError::MalformedIdentifier { field: F, reason: "in the future" });
+    }
+    Ok(date)
+}
+
+/// A sex code as written by the sources (`1`/`2` in receipts and care files, FHIR
+/// `male`/`female`/`other`/`unknown`, CDM `M`/`F`/`U`, any width). An unknown code is an
+/// error naming the field; the code itself is not repeated.
+pub fn sex(s: &str) -> Result<Sex> {
+    let t = nfkc_compact(s).to_ascii_lowercase();
+    match t.as_str() {
+        "1" | "male" | "m" | "男" => Ok(Sex::Male),
+        "2" | "female" | "f" | "女" => Ok(Sex::Female),
+        "3" | "9" | "0" | "other" | "unknown" | "u" => Ok(Sex::Unknown),
+        "" => Err(PseudoError::MalformedIdentifier { field: "sex", reason: "empty" }),
+        _ => Err(PseudoError::MalformedIdentifier { field: "sex", reason: "unknown sex code" }),
     }
 }
 
@@ -93,8 +229,11 @@ mod tests {
     fn insurer_numbers_pad_and_fold_width() {
         assert_eq!(insurer_number("１３８０１４").as_deref(), Ok("00138014"));
         assert_eq!(insurer_number(" 06139999 ").as_deref(), Ok("06139999"));
+        assert_eq!(insurer_number("1130012").as_deref(), Ok("01130012"));
         assert!(insurer_number("12a45678").is_err());
         assert!(insurer_number("123456789").is_err());
+        assert!(insurer_number("12345").is_err());
+        assert!(insurer_number("  ").is_err());
     }
 
     #[test]
@@ -102,13 +241,63 @@ mod tests {
         assert_eq!(kana("やまだ たろう"), kana("ﾔﾏﾀﾞ ﾀﾛｳ"));
         assert_eq!(kana("ヤマダ・タロー"), kana("ヤマダタロ"));
         assert_eq!(kana("キョウコ"), kana("きようこ"));
+        assert_eq!(kana("ヰヱ"), kana("いえ"));
+        assert_eq!(kana("ﾔﾏﾀﾞ　ﾀﾛｰ"), "ヤマダタロ");
+    }
+
+    #[test]
+    fn kana_is_idempotent_on_spacing_voiced_marks() {
+        // "タ ゛" → NFKC gives "タ  ゙"; without a fixpoint the mark would compose only on a second pass.
+        for s in ["タ ゛", "ﾀ ﾞ", "は ゜", "゛", " ﾞｱ"] {
+            let once = kana(s);
+            assert_eq!(kana(&once), once, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn kana_names_must_be_kana() {
+        assert_eq!(kana_name("やまだ たろう").as_deref(), Ok("ヤマダタロウ"));
+        assert!(matches!(
+            kana_name("山田太郎"),
+            Err(PseudoError::MalformedIdentifier { field: "kana_name", reason: "contains characters other than kana" })
+        ));
+        assert!(kana_name(" ・ ").is_err());
     }
 
     #[test]
     fn card_symbols_fold_width() {
         assert_eq!(card_symbol("kigo", "１８７").as_deref(), Ok("187"));
         assert_eq!(card_symbol("kigo", "あいう"), card_symbol("kigo", "ｱｲｳ"));
+        assert_eq!(card_symbol("kigo", "ａｂ－１"), card_symbol("kigo", "AB1"));
+        assert!(card_symbol("bango", " ").is_err());
         assert_eq!(branch(Some("5")), Ok(Some("05".to_owned())));
         assert_eq!(branch(Some("")), Ok(None));
+        assert!(branch(Some("123")).is_err());
+    }
+
+    #[test]
+    fn birth_dates_parse_or_say_why() {
+        let d = NaiveDate::from_ymd_opt(1950, 3, 1);
+        assert_eq!(birth_date("19500301", None).ok(), d);
+        assert_eq!(birth_date("１９５０－０３－０１", None).ok(), d);
+        assert_eq!(birth_date("3250301", None).ok(), d, "昭和25年 = 1950");
+        let reason = |s: &str| match birth_date(s, NaiveDate::from_ymd_opt(2026, 1, 1)) {
+            Err(PseudoError::MalformedIdentifier { field: "birth_date", reason }) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(reason("19500230"), "impossible calendar date");
+        assert_eq!(reason("9500301"), "unknown era digit");
+        assert_eq!(reason("195003"), "not 8 digits (YYYYMMDD) or 7 (GYYMMDD)");
+        assert_eq!(reason("1950O301"), "not a date of digits");
+        assert_eq!(reason("18000101"), "before 1890");
+        assert_eq!(reason("20300101"), "in the future");
+    }
+
+    #[test]
+    fn sex_codes() {
+        assert_eq!(sex("１"), Ok(Sex::Male));
+        assert_eq!(sex("female"), Ok(Sex::Female));
+        assert_eq!(sex("F"), Ok(Sex::Female));
+        assert_eq!(sex("x"), Err(PseudoError::MalformedIdentifier { field: "sex", reason: "unknown sex code" }));
     }
 }
