@@ -105,8 +105,41 @@ struct State<'a> {
     cursor: &'a mut Cursor,
 }
 
-/// Build region `index`.
+/// Build region `index` and number its certification and consent lines after `cursor`.
 pub fn build(cfg: &SynthConfig, index: u64, cursor: &mut Cursor) -> RegionOut {
+    let mut out = build_local(cfg, index);
+    finalize(&mut out, cursor);
+    out
+}
+
+/// Shift the region's certification and consent record keys (numbered as if the region's rows
+/// came first) behind the rows already written, and advance `cursor`.
+pub fn finalize(out: &mut RegionOut, cursor: &mut Cursor) {
+    let cert_offset = cursor.cert_lines - 1;
+    let consent_offset = cursor.consent_lines - 1;
+    for id in &mut out.identities {
+        let (prefix, offset) = if id.record_key.starts_with("cert:") {
+            ("cert:care_certification.csv:", cert_offset)
+        } else if id.record_key.starts_with("consent:") {
+            ("consent:consent.csv:", consent_offset)
+        } else {
+            continue;
+        };
+        if offset > 0
+            && let Some(local) = id.record_key.strip_prefix(prefix).and_then(|n| n.parse::<u64>().ok())
+        {
+            id.record_key = format!("{prefix}{}", local + offset);
+        }
+    }
+    cursor.cert_lines += out.cert_rows;
+    cursor.consent_lines += out.consent_rows;
+}
+
+/// Build region `index` on its own (certification and consent lines numbered from 2); regions
+/// can be built in parallel and finalized in order.
+pub fn build_local(cfg: &SynthConfig, index: u64) -> RegionOut {
+    let mut local = Cursor::default();
+    let cursor = &mut local;
     let region = Region::new(cfg.seed, index);
     let lo = index * REGION_SIZE;
     let hi = (lo + REGION_SIZE).min(cfg.persons);
