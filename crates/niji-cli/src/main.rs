@@ -3,6 +3,7 @@
 //! This is the only crate that knows clap; each command group lives in its own module and
 //! turns its arguments into the typed calls of the core crates.
 
+mod catalog;
 mod fhir;
 mod ingest;
 mod keys;
@@ -38,6 +39,18 @@ enum Command {
     /// FHIR tools for stewards: evaluate a SQL-on-FHIR ViewDefinition.
     #[command(subcommand)]
     Fhir(fhir::FhirCommand),
+    /// Steward: dataset definitions, versions and their review (load, datasets, versions, review, approve, reject).
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
+    /// Steward: projects, members, budgets and expiry.
+    #[command(subcommand)]
+    Project(catalog::ProjectCommand),
+    /// Admin: principals and their tokens.
+    #[command(subcommand)]
+    Principal(catalog::PrincipalCommand),
+    /// Steward: read and verify the audit chain.
+    #[command(subcommand)]
+    Audit(catalog::AuditCommand),
 }
 
 fn init_tracing(verbose: u8) {
@@ -58,6 +71,10 @@ fn main() -> ExitCode {
         Command::Synth(args) => synth::run(&args),
         Command::Ingest(cmd) => ingest::run(cmd),
         Command::Fhir(cmd) => fhir::run(cmd),
+        Command::Catalog(cmd) => catalog::run_catalog(cmd, &cli.data_dir),
+        Command::Project(cmd) => catalog::run_project(cmd, &cli.data_dir),
+        Command::Principal(cmd) => catalog::run_principal(cmd, &cli.data_dir),
+        Command::Audit(cmd) => catalog::run_audit(cmd, &cli.data_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
