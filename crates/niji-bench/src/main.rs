@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark's output is its product
 
 mod peer;
+mod receipt;
 
 use std::path::PathBuf;
 
@@ -43,13 +44,14 @@ fn parse() -> anyhow::Result<(Vec<String>, Opts)> {
 }
 
 /// Benchmark items, in run order.
-const ITEMS: &[&str] = &[];
+const ITEMS: &[&str] = &["receipt"];
 
 fn main() -> anyhow::Result<()> {
     let (items, opts) = parse()?;
     std::fs::create_dir_all(&opts.work)?;
     for item in items {
         match item.as_str() {
+            "receipt" => receipt::run(&opts)?,
             other => anyhow::bail!("unknown benchmark item `{other}`; items: {}", ITEMS.join(", ")),
         }
     }
