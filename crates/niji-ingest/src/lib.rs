@@ -9,6 +9,7 @@
 
 pub mod care;
 pub mod consent;
+pub mod fhir;
 pub mod receipt;
 pub mod report;
 pub mod sink;
@@ -72,6 +73,25 @@ pub enum IngestError {
         quarantined: u64,
         /// Records excluded by consent.
         excluded: u64,
+    },
+    /// A SQL-on-FHIR ViewDefinition is malformed.
+    #[error("invalid ViewDefinition: {0}")]
+    ViewDefinition(String),
+    /// A FHIRPath expression of a view does not parse.
+    #[error("FHIRPath `{path}`: {reason}")]
+    FhirPath {
+        /// The expression (view text, not data).
+        path: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// A view failed on a resource (e.g. several values where `collection` is not true).
+    #[error("evaluation of `{path}` failed: {reason}")]
+    ViewEval {
+        /// The expression.
+        path: String,
+        /// Why (never a data value).
+        reason: String,
     },
     /// JSON output failed.
     #[error("cannot encode {what} as JSON: {source}")]

@@ -2,4 +2,5 @@
 
 mod care;
 mod consent;
+mod fhir;
 mod receipt;

@@ -1,0 +1,1447 @@
+//! The FHIRPath subset that SQL-on-FHIR v2 views need, parsed once into an AST and evaluated
+//! directly over `serde_json::Value` resources (no copies of the resource).
+//!
+//! Supported: path navigation (with choice types: `value` finds `valueQuantity`), indexers,
+//! literals (string, number, boolean, `{}`, `@date`), `%constants`, `$this`, boolean logic
+//! with three-valued semantics (`and`, `or`, `xor`, `implies`, `not()`), comparison
+//! (`=`, `!=`, `~`, `!~`, `<`, `<=`, `>`, `>=`), arithmetic (`+ - * / div mod`), string
+//! concatenation `&`, union `|`, `in`/`contains`, and the functions `where`, `select`,
+//! `exists`, `empty`, `first`, `last`, `tail`, `skip`, `take`, `count`, `distinct`, `join`,
+//! `ofType`, `is`, `as`, `extension`, `getResourceKey`, `getReferenceKey`, `lowBoundary`,
+//! `highBoundary`, `not`, `toString`, `startsWith`, `endsWith`, `contains`, `hasValue`, `iif`.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+/// A FHIRPath parse or evaluation failure. Messages name the construct, never data values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathError(pub String);
+
+impl std::fmt::Display for PathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+type PResult<T> = Result<T, PathError>;
+
+fn err<T>(msg: impl Into<String>) -> PResult<T> {
+    Err(PathError(msg.into()))
+}
+
+/// A parsed FHIRPath expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    /// `$this` (also the implicit start of a path).
+    This,
+    /// A string literal.
+    Str(String),
+    /// An integer literal.
+    Int(i64),
+    /// A decimal literal (value, digits after the point).
+    Dec(f64, u32),
+    /// A boolean literal.
+    Bool(bool),
+    /// `{}`.
+    Empty,
+    /// A date/time literal `@2020-01-01`, kept as text.
+    DateLit(String),
+    /// `%name`.
+    Const(String),
+    /// `name` at the start of a path, or `.name` after `base`.
+    Member(Box<Expr>, String),
+    /// `base.fn(args)`, or `fn(args)` with `base` = `$this`.
+    Call(Box<Expr>, String, Vec<Expr>),
+    /// `base[index]`.
+    Index(Box<Expr>, Box<Expr>),
+    /// Unary minus.
+    Neg(Box<Expr>),
+    /// Binary operator.
+    Bin(BinOp, Box<Expr>, Box<Expr>),
+    /// `x is T` / `x as T`.
+    TypeOp(bool, Box<Expr>, String),
+}
+
+/// Binary operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinOp {
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+    /// `div`
+    IntDiv,
+    /// `mod`
+    Mod,
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `&`
+    Concat,
+    /// `|`
+    Union,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `=`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `~`
+    Equiv,
+    /// `!~`
+    NotEquiv,
+    /// `in`
+    In,
+    /// `contains`
+    Contains,
+    /// `and`
+    And,
+    /// `or`
+    Or,
+    /// `xor`
+    Xor,
+    /// `implies`
+    Implies,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lexer
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Ident(String),
+    Str(String),
+    Num(String),
+    Date(String),
+    Const(String),
+    Dollar(String),
+    Op(&'static str),
+    LParen,
+    RParen,
+    LBracket,
+    RBracket,
+    LBrace,
+    RBrace,
+    Dot,
+    Comma,
+}
+
+fn lex(src: &str) -> PResult<Vec<Tok>> {
+    let chars: Vec<char> = src.chars().collect();
+    let mut i = 0;
+    let mut out = Vec::new();
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            ' ' | '\t' | '\n' | '\r' => i += 1,
+            '(' => {
+                out.push(Tok::LParen);
+                i += 1;
+            }
+            ')' => {
+                out.push(Tok::RParen);
+                i += 1;
+            }
+            '[' => {
+                out.push(Tok::LBracket);
+                i += 1;
+            }
+            ']' => {
+                out.push(Tok::RBracket);
+                i += 1;
+            }
+            '{' => {
+                out.push(Tok::LBrace);
+                i += 1;
+            }
+            '}' => {
+                out.push(Tok::RBrace);
+                i += 1;
+            }
+            '.' => {
+                out.push(Tok::Dot);
+                i += 1;
+            }
+            ',' => {
+                out.push(Tok::Comma);
+                i += 1;
+            }
+            '\'' | '`' => {
+                let quote = c;
+                let mut s = String::new();
+                i += 1;
+                loop {
+                    let Some(&ch) = chars.get(i) else { return err("unterminated string literal") };
+                    i += 1;
+                    if ch == quote {
+                        break;
+                    }
+                    if ch == '\\' {
+                        let Some(&e) = chars.get(i) else { return err("unterminated escape") };
+                        i += 1;
+                        match e {
+                            'n' => s.push('\n'),
+                            't' => s.push('\t'),
+                            'r' => s.push('\r'),
+                            'f' => s.push('\u{c}'),
+                            'u' => {
+                                let hex: String = chars.get(i..i + 4).map(|h| h.iter().collect()).unwrap_or_default();
+                                let code =
+                                    u32::from_str_radix(&hex, 16).map_err(|_| PathError("bad \\u escape".into()))?;
+                                s.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                                i += 4;
+                            }
+                            other => s.push(other),
+                        }
+                    } else {
+                        s.push(ch);
+                    }
+                }
+                if quote == '`' {
+                    out.push(Tok::Ident(s));
+                } else {
+                    out.push(Tok::Str(s));
+                }
+            }
+            '%' | '$' => {
+                i += 1;
+                let start = i;
+                if chars.get(i) == Some(&'`') || chars.get(i) == Some(&'\'') {
+                    let q = chars[i];
+                    i += 1;
+                    let s0 = i;
+                    while i < chars.len() && chars[i] != q {
+                        i += 1;
+                    }
+                    let name: String = chars[s0..i].iter().collect();
+                    i += 1;
+                    out.push(if c == '%' { Tok::Const(name) } else { Tok::Dollar(name) });
+                    continue;
+                }
+                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                    i += 1;
+                }
+                if start == i {
+                    return err(format!("`{c}` must be followed by a name"));
+                }
+                let name: String = chars[start..i].iter().collect();
+                out.push(if c == '%' { Tok::Const(name) } else { Tok::Dollar(name) });
+            }
+            '@' => {
+                i += 1;
+                let start = i;
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '-' | ':' | '.' | '+' | 'T' | 'Z'))
+                {
+                    i += 1;
+                }
+                if start == i {
+                    return err("`@` must start a date or time literal");
+                }
+                out.push(Tok::Date(chars[start..i].iter().collect()));
+            }
+            d if d.is_ascii_digit() => {
+                let start = i;
+                while i < chars.len() && chars[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if i + 1 < chars.len() && chars[i] == '.' && chars[i + 1].is_ascii_digit() {
+                    i += 1;
+                    while i < chars.len() && chars[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                }
+                out.push(Tok::Num(chars[start..i].iter().collect()));
+            }
+            a if a.is_alphabetic() || a == '_' => {
+                let start = i;
+                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                    i += 1;
+                }
+                out.push(Tok::Ident(chars[start..i].iter().collect()));
+            }
+            _ => {
+                let two: String = chars[i..(i + 2).min(chars.len())].iter().collect();
+                let op: &'static str = match two.as_str() {
+                    "<=" => "<=",
+                    ">=" => ">=",
+                    "!=" => "!=",
+                    "!~" => "!~",
+                    _ => match c {
+                        '+' => "+",
+                        '-' => "-",
+                        '*' => "*",
+                        '/' => "/",
+                        '&' => "&",
+                        '|' => "|",
+                        '<' => "<",
+                        '>' => ">",
+                        '=' => "=",
+                        '~' => "~",
+                        _ => return err(format!("unexpected character `{c}`")),
+                    },
+                };
+                i += op.len();
+                out.push(Tok::Op(op));
+            }
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parser (precedence climbing, lowest first: implies, or/xor, and, in/contains, =, <, |, +, *)
+
+struct Parser {
+    toks: Vec<Tok>,
+    pos: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos)
+    }
+
+    fn next(&mut self) -> Option<Tok> {
+        let t = self.toks.get(self.pos).cloned();
+        self.pos += 1;
+        t
+    }
+
+    fn expect(&mut self, t: &Tok) -> PResult<()> {
+        if self.peek() == Some(t) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            err(format!("expected {t:?}"))
+        }
+    }
+
+    fn binop(&self, level: u8) -> Option<BinOp> {
+        let t = self.peek()?;
+        let op = match (level, t) {
+            (0, Tok::Ident(s)) if s == "implies" => BinOp::Implies,
+            (1, Tok::Ident(s)) if s == "or" => BinOp::Or,
+            (1, Tok::Ident(s)) if s == "xor" => BinOp::Xor,
+            (2, Tok::Ident(s)) if s == "and" => BinOp::And,
+            (3, Tok::Ident(s)) if s == "in" => BinOp::In,
+            (3, Tok::Ident(s)) if s == "contains" => BinOp::Contains,
+            (4, Tok::Op("=")) => BinOp::Eq,
+            (4, Tok::Op("!=")) => BinOp::Ne,
+            (4, Tok::Op("~")) => BinOp::Equiv,
+            (4, Tok::Op("!~")) => BinOp::NotEquiv,
+            (5, Tok::Op("<")) => BinOp::Lt,
+            (5, Tok::Op("<=")) => BinOp::Le,
+            (5, Tok::Op(">")) => BinOp::Gt,
+            (5, Tok::Op(">=")) => BinOp::Ge,
+            (6, Tok::Op("|")) => BinOp::Union,
+            (7, Tok::Op("+")) => BinOp::Add,
+            (7, Tok::Op("-")) => BinOp::Sub,
+            (7, Tok::Op("&")) => BinOp::Concat,
+            (8, Tok::Op("*")) => BinOp::Mul,
+            (8, Tok::Op("/")) => BinOp::Div,
+            (8, Tok::Ident(s)) if s == "div" => BinOp::IntDiv,
+            (8, Tok::Ident(s)) if s == "mod" => BinOp::Mod,
+            _ => return None,
+        };
+        Some(op)
+    }
+
+    fn expr(&mut self, level: u8) -> PResult<Expr> {
+        if level > 8 {
+            return self.type_expr();
+        }
+        let mut lhs = self.expr(level + 1)?;
+        while let Some(op) = self.binop(level) {
+            self.pos += 1;
+            let rhs = self.expr(level + 1)?;
+            lhs = Expr::Bin(op, Box::new(lhs), Box::new(rhs));
+        }
+        Ok(lhs)
+    }
+
+    fn type_expr(&mut self) -> PResult<Expr> {
+        let mut e = self.unary()?;
+        while let Some(Tok::Ident(s)) = self.peek() {
+            let is = match s.as_str() {
+                "is" => true,
+                "as" => false,
+                _ => break,
+            };
+            self.pos += 1;
+            let ty = self.type_name()?;
+            e = Expr::TypeOp(is, Box::new(e), ty);
+        }
+        Ok(e)
+    }
+
+    fn type_name(&mut self) -> PResult<String> {
+        let Some(Tok::Ident(mut name)) = self.next() else { return err("expected a type name") };
+        while self.peek() == Some(&Tok::Dot) {
+            self.pos += 1;
+            let Some(Tok::Ident(n)) = self.next() else { return err("expected a type name") };
+            name = n;
+        }
+        Ok(name)
+    }
+
+    fn unary(&mut self) -> PResult<Expr> {
+        match self.peek() {
+            Some(Tok::Op("-")) => {
+                self.pos += 1;
+                Ok(Expr::Neg(Box::new(self.unary()?)))
+            }
+            Some(Tok::Op("+")) => {
+                self.pos += 1;
+                self.unary()
+            }
+            _ => self.postfix(),
+        }
+    }
+
+    fn postfix(&mut self) -> PResult<Expr> {
+        let mut e = self.term()?;
+        loop {
+            match self.peek() {
+                Some(Tok::Dot) => {
+                    self.pos += 1;
+                    let Some(Tok::Ident(name)) = self.next() else { return err("expected a name after `.`") };
+                    e = self.invocation(e, name)?;
+                }
+                Some(Tok::LBracket) => {
+                    self.pos += 1;
+                    let idx = self.expr(0)?;
+                    self.expect(&Tok::RBracket)?;
+                    e = Expr::Index(Box::new(e), Box::new(idx));
+                }
+                _ => return Ok(e),
+            }
+        }
+    }
+
+    fn invocation(&mut self, base: Expr, name: String) -> PResult<Expr> {
+        if self.peek() == Some(&Tok::LParen) {
+            self.pos += 1;
+            let mut args = Vec::new();
+            if self.peek() != Some(&Tok::RParen) {
+                loop {
+                    args.push(self.expr(0)?);
+                    if self.peek() == Some(&Tok::Comma) {
+                        self.pos += 1;
+                    } else {
+                        break;
+                    }
+                }
+            }
+            self.expect(&Tok::RParen)?;
+            check_function(&name, &args)?;
+            Ok(Expr::Call(Box::new(base), name, args))
+        } else {
+            Ok(Expr::Member(Box::new(base), name))
+        }
+    }
+
+    fn term(&mut self) -> PResult<Expr> {
+        match self.next() {
+            Some(Tok::Str(s)) => Ok(Expr::Str(s)),
+            Some(Tok::Num(n)) => {
+                if let Some((_, frac)) = n.split_once('.') {
+                    let v: f64 = n.parse().map_err(|_| PathError("bad number literal".into()))?;
+                    Ok(Expr::Dec(v, frac.len() as u32))
+                } else {
+                    Ok(Expr::Int(n.parse().map_err(|_| PathError("bad integer literal".into()))?))
+                }
+            }
+            Some(Tok::Date(d)) => Ok(Expr::DateLit(d)),
+            Some(Tok::Const(c)) => Ok(Expr::Const(c)),
+            Some(Tok::Dollar(d)) => match d.as_str() {
+                "this" => Ok(Expr::This),
+                other => err(format!("unsupported variable `${other}`")),
+            },
+            Some(Tok::LParen) => {
+                let e = self.expr(0)?;
+                self.expect(&Tok::RParen)?;
+                Ok(e)
+            }
+            Some(Tok::LBrace) => {
+                self.expect(&Tok::RBrace)?;
+                Ok(Expr::Empty)
+            }
+            Some(Tok::Ident(name)) => match name.as_str() {
+                "true" => Ok(Expr::Bool(true)),
+                "false" => Ok(Expr::Bool(false)),
+                _ => self.invocation(Expr::This, name),
+            },
+            Some(t) => err(format!("unexpected token {t:?}")),
+            None => err("unexpected end of expression"),
+        }
+    }
+}
+
+fn check_function(name: &str, args: &[Expr]) -> PResult<()> {
+    let (min, max) = match name {
+        "where" | "select" | "all" | "startsWith" | "endsWith" | "contains" | "skip" | "take" | "extension"
+        | "ofType" | "is" | "as" => (1, 1),
+        "exists" | "join" | "getReferenceKey" => (0, 1),
+        "iif" => (2, 3),
+        "empty" | "first" | "last" | "tail" | "count" | "distinct" | "not" | "getResourceKey" | "lowBoundary"
+        | "highBoundary" | "toString" | "hasValue" | "single" | "toInteger" | "toDecimal" | "allTrue" | "anyTrue" => {
+            (0, 0)
+        }
+        other => return err(format!("unsupported function `{other}()`")),
+    };
+    if args.len() < min || args.len() > max {
+        return err(format!("function `{name}()` takes {min} to {max} arguments"));
+    }
+    Ok(())
+}
+
+/// Parse a FHIRPath expression.
+pub fn parse(src: &str) -> PResult<Expr> {
+    let toks = lex(src)?;
+    if toks.is_empty() {
+        return err("empty expression");
+    }
+    let mut p = Parser { toks, pos: 0 };
+    let e = p.expr(0)?;
+    if p.pos < p.toks.len() {
+        return err("unexpected trailing tokens");
+    }
+    Ok(e)
+}
+
+impl Expr {
+    /// Every `%name` the expression uses.
+    pub fn constants(&self, out: &mut Vec<String>) {
+        match self {
+            Expr::Const(c) => out.push(c.clone()),
+            Expr::Member(b, _) | Expr::Neg(b) | Expr::TypeOp(_, b, _) => b.constants(out),
+            Expr::Call(b, _, args) => {
+                b.constants(out);
+                for a in args {
+                    a.constants(out);
+                }
+            }
+            Expr::Index(a, b) | Expr::Bin(_, a, b) => {
+                a.constants(out);
+                b.constants(out);
+            }
+            _ => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation
+
+/// One item of a FHIRPath collection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item<'a> {
+    /// A node of the resource (or a constant), with the FHIR type when a choice suffix or the
+    /// constant's declaration tells it (`Quantity`, `DateTime`, `string`, …).
+    Node(&'a Value, Option<&'a str>),
+    /// A computed string.
+    Str(String),
+    /// A computed integer.
+    Int(i64),
+    /// A computed decimal.
+    Dec(f64),
+    /// A computed boolean.
+    Bool(bool),
+    /// A computed date, dateTime or time (text, with its kind).
+    Temporal(String, TemporalKind),
+}
+
+/// Kinds of temporal values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemporalKind {
+    /// `date`
+    Date,
+    /// `dateTime` / `instant`
+    DateTime,
+    /// `time`
+    Time,
+}
+
+/// A primitive view of an item, for comparison and arithmetic.
+#[derive(Debug, Clone, PartialEq)]
+enum Prim<'x> {
+    Bool(bool),
+    Int(i64),
+    Dec(f64),
+    Str(&'x str),
+    Complex,
+}
+
+impl<'a> Item<'a> {
+    fn prim(&self) -> Prim<'_> {
+        match self {
+            Item::Node(v, _) => match v {
+                Value::Bool(b) => Prim::Bool(*b),
+                Value::Number(n) => {
+                    if let Some(i) = n.as_i64() {
+                        Prim::Int(i)
+                    } else {
+                        Prim::Dec(n.as_f64().unwrap_or(f64::NAN))
+                    }
+                }
+                Value::String(s) => Prim::Str(s),
+                _ => Prim::Complex,
+            },
+            Item::Str(s) | Item::Temporal(s, _) => Prim::Str(s),
+            Item::Int(i) => Prim::Int(*i),
+            Item::Dec(d) => Prim::Dec(*d),
+            Item::Bool(b) => Prim::Bool(*b),
+        }
+    }
+
+    /// The item as a string, where it is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self.prim() {
+            Prim::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The item as JSON (for output).
+    pub fn to_json(&self) -> Value {
+        match self {
+            Item::Node(v, _) => (*v).clone(),
+            Item::Str(s) | Item::Temporal(s, _) => Value::String(s.clone()),
+            Item::Int(i) => Value::from(*i),
+            Item::Dec(d) => serde_json::Number::from_f64(*d).map_or(Value::Null, Value::Number),
+            Item::Bool(b) => Value::Bool(*b),
+        }
+    }
+
+    fn type_name(&self) -> Option<&str> {
+        match self {
+            Item::Node(_, t) => *t,
+            _ => None,
+        }
+    }
+}
+
+/// Evaluation context: the resource, constants, `%rowIndex`, and reference aliases.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    /// The resource being evaluated.
+    pub resource: &'a Value,
+    /// Declared constants: name → (value, FHIR type).
+    pub constants: &'a HashMap<String, (Value, String)>,
+    /// `%rowIndex` of the innermost iteration.
+    pub row_index: i64,
+    /// Aliases of reference strings (e.g. `urn:uuid:` fullUrls) to resource keys `Type/id`.
+    pub aliases: Option<&'a HashMap<String, String>>,
+    /// Key of the resource when it has no id (e.g. its fullUrl).
+    pub resource_key: Option<&'a str>,
+}
+
+/// A FHIRPath collection.
+pub type Coll<'a> = Vec<Item<'a>>;
+
+fn push_json<'a>(out: &mut Coll<'a>, v: &'a Value, ty: Option<&'a str>) {
+    match v {
+        Value::Array(a) => out.extend(a.iter().filter(|x| !x.is_null()).map(|x| Item::Node(x, ty))),
+        Value::Null => {}
+        other => out.push(Item::Node(other, ty)),
+    }
+}
+
+fn member<'a>(input: &[Item<'a>], name: &str, out: &mut Coll<'a>) {
+    for it in input {
+        let Item::Node(v, _) = it else { continue };
+        let v: &'a Value = v;
+        let Value::Object(map) = v else { continue };
+        if let Some(v) = map.get(name) {
+            push_json(out, v, None);
+            continue;
+        }
+        if map.get("resourceType").and_then(Value::as_str) == Some(name) {
+            out.push(it.clone());
+            continue;
+        }
+        // Choice type: `value` → `valueQuantity`, `valueString`, …
+        for (k, v) in map {
+            if k.len() > name.len()
+                && k.starts_with(name)
+                && k[name.len()..].chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            {
+                push_json(out, v, Some(&k[name.len()..]));
+            }
+        }
+    }
+}
+
+fn type_matches(item: &Item<'_>, ty: &str) -> bool {
+    let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    if let Some(t) = item.type_name() {
+        return eq(t, ty);
+    }
+    match item {
+        Item::Node(v, _) => match v {
+            Value::String(_) => matches!(
+                ty,
+                "string"
+                    | "code"
+                    | "id"
+                    | "uri"
+                    | "url"
+                    | "canonical"
+                    | "markdown"
+                    | "oid"
+                    | "uuid"
+                    | "base64Binary"
+                    | "date"
+                    | "dateTime"
+                    | "time"
+                    | "instant"
+                    | "String"
+            ),
+            Value::Bool(_) => eq(ty, "boolean"),
+            Value::Number(n) => {
+                if n.is_i64() || n.is_u64() {
+                    matches!(ty, "integer" | "positiveInt" | "unsignedInt" | "decimal" | "Integer" | "Decimal")
+                } else {
+                    eq(ty, "decimal")
+                }
+            }
+            Value::Object(m) => match m.get("resourceType").and_then(Value::as_str) {
+                Some(rt) => rt == ty || ty == "Resource" || ty == "DomainResource",
+                None => ty.chars().next().is_some_and(|c| c.is_ascii_uppercase()),
+            },
+            _ => false,
+        },
+        Item::Str(_) => eq(ty, "string"),
+        Item::Int(_) => eq(ty, "integer"),
+        Item::Dec(_) => eq(ty, "decimal"),
+        Item::Bool(_) => eq(ty, "boolean"),
+        Item::Temporal(_, k) => match k {
+            TemporalKind::Date => eq(ty, "date"),
+            TemporalKind::DateTime => eq(ty, "dateTime"),
+            TemporalKind::Time => eq(ty, "time"),
+        },
+    }
+}
+
+fn type_arg(args: &[Expr]) -> PResult<String> {
+    match args.first() {
+        Some(Expr::Member(b, n)) => match b.as_ref() {
+            Expr::This => Ok(n.clone()),
+            Expr::Member(_, _) => Ok(n.clone()), // FHIR.Quantity, System.String
+            _ => err("expected a type name"),
+        },
+        Some(Expr::Str(s)) => Ok(s.clone()),
+        _ => err("expected a type name"),
+    }
+}
+
+/// Singleton boolean evaluation: `Ok(None)` for empty.
+fn to_bool(c: &[Item<'_>]) -> PResult<Option<bool>> {
+    match c {
+        [] => Ok(None),
+        [one] => match one.prim() {
+            Prim::Bool(b) => Ok(Some(b)),
+            _ => Ok(Some(true)), // a single non-boolean item counts as true
+        },
+        _ => err("expected a single boolean, found a collection"),
+    }
+}
+
+/// Strict boolean check (for view `where` clauses): the value must be a boolean or empty.
+pub fn strict_bool(c: &[Item<'_>]) -> PResult<Option<bool>> {
+    match c {
+        [] => Ok(None),
+        [one] => match one.prim() {
+            Prim::Bool(b) => Ok(Some(b)),
+            _ => err("where path does not evaluate to a boolean"),
+        },
+        _ => err("where path evaluates to more than one value"),
+    }
+}
+
+fn num(p: &Prim<'_>) -> Option<f64> {
+    match p {
+        Prim::Int(i) => Some(*i as f64),
+        Prim::Dec(d) => Some(*d),
+        _ => None,
+    }
+}
+
+fn prim_eq(a: &Item<'_>, b: &Item<'_>) -> Option<bool> {
+    let (pa, pb) = (a.prim(), b.prim());
+    match (&pa, &pb) {
+        (Prim::Complex, Prim::Complex) => Some(a.to_json() == b.to_json()),
+        (Prim::Str(x), Prim::Str(y)) => {
+            // Date/time values of different precision are not comparable.
+            let temporal = |i: &Item<'_>| {
+                matches!(i, Item::Temporal(..))
+                    || matches!(i.type_name(), Some(t) if matches!(t.to_ascii_lowercase().as_str(), "date" | "datetime" | "instant" | "time"))
+            };
+            if temporal(a) && temporal(b) && x.len() != y.len() && !(x.len() >= 19 && y.len() >= 19) {
+                return None;
+            }
+            Some(x == y)
+        }
+        (Prim::Bool(x), Prim::Bool(y)) => Some(x == y),
+        _ => match (num(&pa), num(&pb)) {
+            (Some(x), Some(y)) => Some((x - y).abs() < 1e-12),
+            _ => Some(false),
+        },
+    }
+}
+
+fn coll_eq(a: &[Item<'_>], b: &[Item<'_>]) -> Option<bool> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    if a.len() != b.len() {
+        return Some(false);
+    }
+    let mut all = true;
+    for (x, y) in a.iter().zip(b) {
+        match prim_eq(x, y) {
+            Some(true) => {}
+            Some(false) => all = false,
+            None => return None,
+        }
+    }
+    Some(all)
+}
+
+fn equiv(a: &[Item<'_>], b: &[Item<'_>]) -> bool {
+    if a.is_empty() && b.is_empty() {
+        return true;
+    }
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).all(|(x, y)| match (x.prim(), y.prim()) {
+        (Prim::Str(s), Prim::Str(t)) => {
+            s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+                == t.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+        }
+        _ => prim_eq(x, y) == Some(true),
+    })
+}
+
+fn single<'b, 'a>(c: &'b [Item<'a>], what: &str) -> PResult<Option<&'b Item<'a>>> {
+    match c {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        _ => err(format!("{what}: expected a single value, found a collection")),
+    }
+}
+
+fn decimals_of(item: &Item<'_>) -> u32 {
+    match item {
+        Item::Node(Value::Number(n), _) => {
+            let s = n.to_string();
+            s.split_once('.').map_or(0, |(_, f)| f.trim_end_matches(|c: char| !c.is_ascii_digit()).len() as u32)
+        }
+        _ => 0,
+    }
+}
+
+fn temporal_kind(item: &Item<'_>) -> Option<TemporalKind> {
+    if let Item::Temporal(_, k) = item {
+        return Some(*k);
+    }
+    let s = item.as_str()?;
+    match item.type_name().map(str::to_ascii_lowercase).as_deref() {
+        Some("date") => return Some(TemporalKind::Date),
+        Some("datetime" | "instant") => return Some(TemporalKind::DateTime),
+        Some("time") => return Some(TemporalKind::Time),
+        Some(_) => return None,
+        None => {}
+    }
+    let b = s.as_bytes();
+    if b.len() >= 4 && b[..4].iter().all(u8::is_ascii_digit) && (b.len() == 4 || b[4] == b'-') {
+        Some(if s.contains('T') { TemporalKind::DateTime } else { TemporalKind::Date })
+    } else if b.len() >= 5 && b[2] == b':' {
+        Some(TemporalKind::Time)
+    } else {
+        None
+    }
+}
+
+fn days_in_month(y: i32, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ => {
+            if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 {
+                29
+            } else {
+                28
+            }
+        }
+    }
+}
+
+fn date_boundary(s: &str, high: bool) -> Option<String> {
+    let mut parts = s.split('-');
+    let y: i32 = parts.next()?.parse().ok()?;
+    let m: Option<u32> = parts.next().map(str::parse).transpose().ok()?;
+    let d: Option<u32> = parts.next().map(str::parse).transpose().ok()?;
+    let (m, d) = match (m, d, high) {
+        (None, _, false) => (1, 1),
+        (None, _, true) => (12, 31),
+        (Some(m), None, false) => (m, 1),
+        (Some(m), None, true) => (m, days_in_month(y, m)),
+        (Some(m), Some(d), _) => (m, d),
+    };
+    Some(format!("{y:04}-{m:02}-{d:02}"))
+}
+
+fn time_boundary(t: &str, high: bool) -> Option<String> {
+    let (hms, frac) = match t.split_once('.') {
+        Some((a, f)) => (a, Some(f)),
+        None => (t, None),
+    };
+    let mut p = hms.split(':');
+    let h = p.next()?;
+    let mi = p.next().unwrap_or(if high { "59" } else { "00" });
+    let sec = p.next().unwrap_or(if high { "59" } else { "00" });
+    let ms = match frac {
+        Some(f) => format!("{:0<3}", f.chars().take(3).collect::<String>()),
+        None => (if high { "999" } else { "000" }).to_owned(),
+    };
+    Some(format!("{h}:{mi}:{sec}.{ms}"))
+}
+
+fn boundary<'a>(item: &Item<'a>, high: bool) -> Option<Item<'a>> {
+    if let Some(kind) = temporal_kind(item) {
+        let s = item.as_str()?;
+        return match kind {
+            TemporalKind::Date => date_boundary(s, high).map(|d| Item::Temporal(d, TemporalKind::Date)),
+            TemporalKind::Time => time_boundary(s, high).map(|t| Item::Temporal(t, TemporalKind::Time)),
+            TemporalKind::DateTime => {
+                let (date, rest) = s.split_once('T').unwrap_or((s, ""));
+                let date = date_boundary(date, high)?;
+                let tz_at = rest.find(['Z', '+', '-']);
+                let (time, tz) = match tz_at {
+                    Some(i) => (&rest[..i], &rest[i..]),
+                    None => (rest, ""),
+                };
+                let time = if time.is_empty() {
+                    (if high { "23:59:59.999" } else { "00:00:00.000" }).to_owned()
+                } else {
+                    time_boundary(time, high)?
+                };
+                let tz = if tz.is_empty() { if high { "-12:00" } else { "+14:00" } } else { tz };
+                Some(Item::Temporal(format!("{date}T{time}{tz}"), TemporalKind::DateTime))
+            }
+        };
+    }
+    match item.prim() {
+        Prim::Int(_) | Prim::Dec(_) => {
+            let v = num(&item.prim())?;
+            let p = decimals_of(item);
+            let half = 5.0 * 10f64.powi(-(p as i32 + 1));
+            let r = if high { v + half } else { v - half };
+            let scale = 10f64.powi(p as i32 + 1);
+            Some(Item::Dec((r * scale).round() / scale))
+        }
+        _ => None,
+    }
+}
+
+fn reference_key(reference: &str, ctx: &Ctx<'_>) -> String {
+    if let Some(k) = ctx.aliases.and_then(|a| a.get(reference)) {
+        return k.clone();
+    }
+    if let Some(local) = reference.strip_prefix('#') {
+        let base = resource_key(ctx.resource, ctx).unwrap_or_default();
+        return format!("{base}#{local}");
+    }
+    reference_key_plain(reference)
+}
+
+/// The key `Type/id` of a relative or absolute reference (`_history` dropped); other
+/// references (`urn:uuid:…`) are their own key.
+pub fn reference_key_plain(reference: &str) -> String {
+    let r = match reference.find("/_history/") {
+        Some(i) => &reference[..i],
+        None => reference,
+    };
+    if r.starts_with("urn:") {
+        return r.to_owned();
+    }
+    let mut it = r.rsplit('/');
+    match (it.next(), it.next()) {
+        (Some(id), Some(ty)) => format!("{ty}/{id}"),
+        _ => r.to_owned(),
+    }
+}
+
+/// The key of a resource: `Type/id`, else the alias the reader gave it (its fullUrl).
+pub fn resource_key(res: &Value, ctx: &Ctx<'_>) -> Option<String> {
+    let ty = res.get("resourceType").and_then(Value::as_str)?;
+    match res.get("id").and_then(Value::as_str) {
+        Some(id) => Some(format!("{ty}/{id}")),
+        None => ctx.resource_key.map(str::to_owned),
+    }
+}
+
+fn arith<'a>(op: BinOp, a: &[Item<'a>], b: &[Item<'a>]) -> PResult<Coll<'a>> {
+    let (Some(x), Some(y)) = (single(a, "arithmetic")?, single(b, "arithmetic")?) else {
+        if op == BinOp::Concat {
+            let s = |c: &[Item<'_>]| c.first().and_then(|i| i.as_str().map(str::to_owned)).unwrap_or_default();
+            return Ok(vec![Item::Str(s(a) + &s(b))]);
+        }
+        return Ok(vec![]);
+    };
+    let (px, py) = (x.prim(), y.prim());
+    if op == BinOp::Concat {
+        return Ok(vec![Item::Str(format!("{}{}", px_str(&px), px_str(&py)))]);
+    }
+    if let (BinOp::Add, Prim::Str(s), Prim::Str(t)) = (op, &px, &py) {
+        return Ok(vec![Item::Str(format!("{s}{t}"))]);
+    }
+    if let (Prim::Int(i), Prim::Int(j)) = (&px, &py) {
+        let (i, j) = (*i, *j);
+        let r = match op {
+            BinOp::Add => i.checked_add(j),
+            BinOp::Sub => i.checked_sub(j),
+            BinOp::Mul => i.checked_mul(j),
+            BinOp::IntDiv => i.checked_div(j),
+            BinOp::Mod => i.checked_rem(j),
+            _ => None,
+        };
+        if let Some(r) = r {
+            return Ok(vec![Item::Int(r)]);
+        }
+        if op != BinOp::Div {
+            return Ok(vec![]);
+        }
+    }
+    let (Some(i), Some(j)) = (num(&px), num(&py)) else { return err("arithmetic on non-numeric values") };
+    let r = match op {
+        BinOp::Add => i + j,
+        BinOp::Sub => i - j,
+        BinOp::Mul => i * j,
+        BinOp::Div if j != 0.0 => i / j,
+        BinOp::IntDiv if j != 0.0 => return Ok(vec![Item::Int((i / j).trunc() as i64)]),
+        BinOp::Mod if j != 0.0 => i % j,
+        _ => return Ok(vec![]),
+    };
+    Ok(vec![Item::Dec(r)])
+}
+
+fn px_str(p: &Prim<'_>) -> String {
+    match p {
+        Prim::Str(s) => (*s).to_owned(),
+        Prim::Int(i) => i.to_string(),
+        Prim::Dec(d) => d.to_string(),
+        Prim::Bool(b) => b.to_string(),
+        Prim::Complex => String::new(),
+    }
+}
+
+fn compare<'a>(op: BinOp, a: &[Item<'a>], b: &[Item<'a>]) -> PResult<Coll<'a>> {
+    let (Some(x), Some(y)) = (single(a, "comparison")?, single(b, "comparison")?) else { return Ok(vec![]) };
+    let ord = match (x.prim(), y.prim()) {
+        (Prim::Str(s), Prim::Str(t)) => {
+            if temporal_kind(x).is_some() && temporal_kind(y).is_some() && s.len() != t.len() {
+                return Ok(vec![]);
+            }
+            s.cmp(t)
+        }
+        (px, py) => match (num(&px), num(&py)) {
+            (Some(i), Some(j)) => match i.partial_cmp(&j) {
+                Some(o) => o,
+                None => return Ok(vec![]),
+            },
+            _ => return err("comparison of incompatible values"),
+        },
+    };
+    use std::cmp::Ordering::{Greater, Less};
+    let r = match op {
+        BinOp::Lt => ord == Less,
+        BinOp::Le => ord != Greater,
+        BinOp::Gt => ord == Greater,
+        _ => ord != Less,
+    };
+    Ok(vec![Item::Bool(r)])
+}
+
+fn logic<'a>(op: BinOp, a: Option<bool>, b: Option<bool>) -> Coll<'a> {
+    let r = match op {
+        BinOp::And => match (a, b) {
+            (Some(false), _) | (_, Some(false)) => Some(false),
+            (Some(true), Some(true)) => Some(true),
+            _ => None,
+        },
+        BinOp::Or => match (a, b) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+        BinOp::Xor => match (a, b) {
+            (Some(x), Some(y)) => Some(x != y),
+            _ => None,
+        },
+        _ => match (a, b) {
+            (Some(false), _) | (_, Some(true)) => Some(true),
+            (Some(true), Some(false)) => Some(false),
+            _ => None,
+        },
+    };
+    r.map(Item::Bool).into_iter().collect()
+}
+
+/// Evaluate `expr` with `input` as the focus (`$this`).
+pub fn eval<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Coll<'a>> {
+    Ok(match expr {
+        Expr::This => input.to_vec(),
+        Expr::Str(s) => vec![Item::Str(s.clone())],
+        Expr::Int(i) => vec![Item::Int(*i)],
+        Expr::Dec(d, _) => vec![Item::Dec(*d)],
+        Expr::Bool(b) => vec![Item::Bool(*b)],
+        Expr::Empty => vec![],
+        Expr::DateLit(d) => {
+            let kind = if d.starts_with('T') {
+                TemporalKind::Time
+            } else if d.contains('T') {
+                TemporalKind::DateTime
+            } else {
+                TemporalKind::Date
+            };
+            vec![Item::Temporal(d.trim_start_matches('T').to_owned(), kind)]
+        }
+        Expr::Const(name) => match name.as_str() {
+            "rowIndex" => vec![Item::Int(ctx.row_index)],
+            "resource" | "rootResource" | "context" => vec![Item::Node(ctx.resource, None)],
+            _ => match ctx.constants.get(name) {
+                Some((v, ty)) => {
+                    let mut out = Vec::new();
+                    push_json(&mut out, v, Some(ty.as_str()));
+                    out
+                }
+                None => return err(format!("undefined constant `%{name}`")),
+            },
+        },
+        Expr::Member(base, name) => {
+            let b = eval(base, input, ctx)?;
+            let mut out = Vec::new();
+            member(&b, name, &mut out);
+            out
+        }
+        Expr::Index(base, idx) => {
+            let b = eval(base, input, ctx)?;
+            let i = eval(idx, input, ctx)?;
+            match single(&i, "index")?.map(Item::prim) {
+                Some(Prim::Int(n)) if n >= 0 => b.into_iter().nth(n as usize).into_iter().collect(),
+                Some(Prim::Int(_)) | None => vec![],
+                Some(_) => return err("index must be an integer"),
+            }
+        }
+        Expr::Neg(e) => {
+            let v = eval(e, input, ctx)?;
+            match single(&v, "unary minus")?.map(Item::prim) {
+                None => vec![],
+                Some(Prim::Int(i)) => vec![Item::Int(-i)],
+                Some(Prim::Dec(d)) => vec![Item::Dec(-d)],
+                Some(_) => return err("unary minus on a non-number"),
+            }
+        }
+        Expr::TypeOp(is, e, ty) => {
+            let v = eval(e, input, ctx)?;
+            if *is {
+                match single(&v, "is")? {
+                    None => vec![],
+                    Some(i) => vec![Item::Bool(type_matches(i, ty))],
+                }
+            } else {
+                v.into_iter().filter(|i| type_matches(i, ty)).collect()
+            }
+        }
+        Expr::Bin(op, a, b) => {
+            let op = *op;
+            match op {
+                BinOp::And | BinOp::Or | BinOp::Xor | BinOp::Implies => {
+                    let x = to_bool(&eval(a, input, ctx)?)?;
+                    let y = to_bool(&eval(b, input, ctx)?)?;
+                    logic(op, x, y)
+                }
+                _ => {
+                    let x = eval(a, input, ctx)?;
+                    let y = eval(b, input, ctx)?;
+                    match op {
+                        BinOp::Eq => coll_eq(&x, &y).map(Item::Bool).into_iter().collect(),
+                        BinOp::Ne => coll_eq(&x, &y).map(|b| Item::Bool(!b)).into_iter().collect(),
+                        BinOp::Equiv => vec![Item::Bool(equiv(&x, &y))],
+                        BinOp::NotEquiv => vec![Item::Bool(!equiv(&x, &y))],
+                        BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => compare(op, &x, &y)?,
+                        BinOp::Union => {
+                            let mut out: Coll<'a> = Vec::new();
+                            for i in x.into_iter().chain(y) {
+                                if !out.iter().any(|o| prim_eq(o, &i) == Some(true)) {
+                                    out.push(i);
+                                }
+                            }
+                            out
+                        }
+                        BinOp::In | BinOp::Contains => {
+                            let (needle, hay) = if op == BinOp::In { (x, y) } else { (y, x) };
+                            match single(&needle, "in")? {
+                                None => vec![],
+                                Some(n) => vec![Item::Bool(hay.iter().any(|h| prim_eq(h, n) == Some(true)))],
+                            }
+                        }
+                        _ => arith(op, &x, &y)?,
+                    }
+                }
+            }
+        }
+        Expr::Call(base, name, args) => {
+            let b = eval(base, input, ctx)?;
+            call(name, b, args, input, ctx)?
+        }
+    })
+}
+
+fn call<'a>(name: &str, b: Coll<'a>, args: &'a [Expr], outer: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Coll<'a>> {
+    let arg_single = |i: usize| -> PResult<Option<Item<'a>>> {
+        let v = eval(&args[i], outer, ctx)?;
+        Ok(single(&v, name)?.cloned())
+    };
+    Ok(match name {
+        "where" => {
+            let mut out = Vec::new();
+            for it in b {
+                let r = eval(&args[0], std::slice::from_ref(&it), ctx)?;
+                if to_bool(&r)? == Some(true) {
+                    out.push(it);
+                }
+            }
+            out
+        }
+        "select" => {
+            let mut out = Vec::new();
+            for it in b {
+                out.extend(eval(&args[0], std::slice::from_ref(&it), ctx)?);
+            }
+            out
+        }
+        "all" => {
+            let mut all = true;
+            for it in b {
+                if to_bool(&eval(&args[0], std::slice::from_ref(&it), ctx)?)? != Some(true) {
+                    all = false;
+                }
+            }
+            vec![Item::Bool(all)]
+        }
+        "exists" => {
+            if args.is_empty() {
+                vec![Item::Bool(!b.is_empty())]
+            } else {
+                let mut any = false;
+                for it in b {
+                    if to_bool(&eval(&args[0], std::slice::from_ref(&it), ctx)?)? == Some(true) {
+                        any = true;
+                        break;
+                    }
+                }
+                vec![Item::Bool(any)]
+            }
+        }
+        "empty" => vec![Item::Bool(b.is_empty())],
+        "hasValue" => vec![Item::Bool(b.len() == 1 && b[0].prim() != Prim::Complex)],
+        "first" => b.into_iter().take(1).collect(),
+        "last" => b.into_iter().last().into_iter().collect(),
+        "tail" => b.into_iter().skip(1).collect(),
+        "single" => {
+            if b.len() > 1 {
+                return err("single(): more than one value");
+            }
+            b
+        }
+        "skip" | "take" => {
+            let n = match arg_single(0)?.map(|i| i.prim().clone_int()) {
+                Some(Some(n)) => n.max(0) as usize,
+                _ => return err(format!("{name}(): expected an integer")),
+            };
+            if name == "skip" { b.into_iter().skip(n).collect() } else { b.into_iter().take(n).collect() }
+        }
+        "count" => vec![Item::Int(b.len() as i64)],
+        "distinct" => {
+            let mut out: Coll<'a> = Vec::new();
+            for i in b {
+                if !out.iter().any(|o| prim_eq(o, &i) == Some(true)) {
+                    out.push(i);
+                }
+            }
+            out
+        }
+        "not" => match to_bool(&b)? {
+            Some(v) => vec![Item::Bool(!v)],
+            None => vec![],
+        },
+        "allTrue" => vec![Item::Bool(b.iter().all(|i| i.prim() == Prim::Bool(true)))],
+        "anyTrue" => vec![Item::Bool(b.iter().any(|i| i.prim() == Prim::Bool(true)))],
+        "join" => {
+            let sep = match args.first() {
+                Some(_) => arg_single(0)?.and_then(|i| i.as_str().map(str::to_owned)).unwrap_or_default(),
+                None => String::new(),
+            };
+            let parts: Vec<String> = b.iter().map(|i| px_str(&i.prim())).collect();
+            vec![Item::Str(parts.join(&sep))]
+        }
+        "ofType" => {
+            let ty = type_arg(args)?;
+            b.into_iter().filter(|i| type_matches(i, &ty)).collect()
+        }
+        "as" => {
+            let ty = type_arg(args)?;
+            b.into_iter().filter(|i| type_matches(i, &ty)).collect()
+        }
+        "is" => {
+            let ty = type_arg(args)?;
+            match single(&b, "is")? {
+                None => vec![],
+                Some(i) => vec![Item::Bool(type_matches(i, &ty))],
+            }
+        }
+        "extension" => {
+            let url = arg_single(0)?.and_then(|i| i.as_str().map(str::to_owned)).unwrap_or_default();
+            let mut exts = Vec::new();
+            member(&b, "extension", &mut exts);
+            exts.into_iter()
+                .filter(|e| matches!(e, Item::Node(v, _) if v.get("url").and_then(Value::as_str) == Some(url.as_str())))
+                .collect()
+        }
+        "getResourceKey" => {
+            let mut out = Vec::new();
+            for it in &b {
+                if let Item::Node(v, _) = it
+                    && let Some(k) = resource_key(v, ctx)
+                {
+                    out.push(Item::Str(k));
+                }
+            }
+            out
+        }
+        "getReferenceKey" => {
+            let ty = if args.is_empty() { None } else { Some(type_arg(args)?) };
+            let mut out = Vec::new();
+            for it in &b {
+                let Item::Node(v, _) = it else { continue };
+                let Some(r) = v.get("reference").and_then(Value::as_str) else { continue };
+                let key = reference_key(r, ctx);
+                let ok = match &ty {
+                    None => true,
+                    Some(t) => key.split('/').next() == Some(t.as_str()) && key.contains('/'),
+                };
+                if ok {
+                    out.push(Item::Str(key));
+                }
+            }
+            out
+        }
+        "lowBoundary" | "highBoundary" => b.iter().filter_map(|i| boundary(i, name == "highBoundary")).collect(),
+        "toString" => b.iter().map(|i| Item::Str(px_str(&i.prim()))).collect(),
+        "toInteger" => b
+            .iter()
+            .filter_map(|i| match i.prim() {
+                Prim::Int(n) => Some(Item::Int(n)),
+                Prim::Str(s) => s.parse().ok().map(Item::Int),
+                Prim::Bool(x) => Some(Item::Int(i64::from(x))),
+                _ => None,
+            })
+            .collect(),
+        "toDecimal" => b
+            .iter()
+            .filter_map(|i| match i.prim() {
+                Prim::Int(n) => Some(Item::Dec(n as f64)),
+                Prim::Dec(d) => Some(Item::Dec(d)),
+                Prim::Str(s) => s.parse().ok().map(Item::Dec),
+                _ => None,
+            })
+            .collect(),
+        "startsWith" | "endsWith" | "contains" => {
+            let Some(s) = single(&b, name)?.map(|i| px_str(&i.prim())) else { return Ok(vec![]) };
+            let Some(p) = arg_single(0)?.map(|i| px_str(&i.prim())) else { return Ok(vec![]) };
+            vec![Item::Bool(match name {
+                "startsWith" => s.starts_with(&p),
+                "endsWith" => s.ends_with(&p),
+                _ => s.contains(&p),
+            })]
+        }
+        "iif" => {
+            let c = to_bool(&eval(&args[0], &b, ctx)?)?;
+            if c == Some(true) {
+                eval(&args[1], outer, ctx)?
+            } else if let Some(e) = args.get(2) {
+                eval(e, outer, ctx)?
+            } else {
+                vec![]
+            }
+        }
+        other => return err(format!("unsupported function `{other}()`")),
+    })
+}
+
+impl Prim<'_> {
+    fn clone_int(&self) -> Option<i64> {
+        match self {
+            Prim::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(expr: &str, res: &Value) -> Vec<Value> {
+        let e = parse(expr).expect("parse");
+        let consts = HashMap::new();
+        let ctx = Ctx { resource: res, constants: &consts, row_index: 0, aliases: None, resource_key: None };
+        eval(&e, &[Item::Node(res, None)], &ctx).expect("eval").iter().map(Item::to_json).collect()
+    }
+
+    #[test]
+    fn navigation_choice_types_and_functions() {
+        let r = json!({"resourceType": "Observation", "id": "o1", "valueQuantity": {"value": 1.5},
+            "name": [{"use": "official", "family": "A", "given": ["x", "y"]}, {"family": "B"}]});
+        assert_eq!(run("value.ofType(Quantity).value", &r), vec![json!(1.5)]);
+        assert_eq!(run("value.ofType(string)", &r), Vec::<Value>::new());
+        assert_eq!(run("name.where(use = 'official').family", &r), vec![json!("A")]);
+        assert_eq!(run("name.given.join(',')", &r), vec![json!("x,y")]);
+        assert_eq!(run("name[1].family", &r), vec![json!("B")]);
+        assert_eq!(run("name.family.first() & '|' & id", &r), vec![json!("A|o1")]);
+        assert_eq!(run("Observation.id", &r), vec![json!("o1")]);
+        assert_eq!(run("getResourceKey()", &r), vec![json!("Observation/o1")]);
+        assert_eq!(run("name.exists() and id = 'o2'", &r), vec![json!(false)]);
+        assert_eq!(run("(1 + 2) * 3 = 9", &r), vec![json!(true)]);
+        assert_eq!(run("{}.exists()", &r), vec![json!(false)]);
+    }
+
+    #[test]
+    fn boundaries_follow_precision() {
+        let r = json!({"resourceType": "Patient", "birthDate": "1970-02", "v": 1});
+        assert_eq!(run("birthDate.highBoundary()", &r), vec![json!("1970-02-28")]);
+        assert_eq!(run("v.lowBoundary()", &r), vec![json!(0.95)]);
+    }
+
+    #[test]
+    fn syntax_errors_are_reported() {
+        assert!(parse("@@").is_err());
+        assert!(parse("name.(").is_err());
+        assert!(parse("name.frobnicate()").is_err());
+        assert!(parse("").is_err());
+    }
+}

@@ -1,0 +1,839 @@
+//! `niji ingest fhir`: FHIR inputs → CDM tables through the ViewDefinitions in
+//! `pipelines/views/*.json`.
+//!
+//! Two passes over the inputs:
+//! 1. Patients: each is linked ([`niji_pseudo::linkage::link`]) to a `person_id` and written
+//!    to `person`; an index maps the Patient key (`Patient/id`, Bundle `fullUrl`) and each of
+//!    its identifiers (`system|value`) to the person. Keys of supporting resources
+//!    (Practitioner, Organization, Encounter, …) are remembered to check references. Memory is
+//!    bounded by the number of patients and supporting resources, not by the input size.
+//! 2. Everything else: evaluated by the view for its type; the subject is resolved through the
+//!    index; rows go to the CDM table. A resource is **loaded** (rows written), or
+//!    **quarantined** with file, line or entry, field and a reason code.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, NaiveDate};
+use niji_cdm::tables::{
+    CONDITION_OCCURRENCE, DEATH, DOCUMENT, DRUG_EXPOSURE, IMMUNIZATION, MEASUREMENT, OBSERVATION, PERSON_TABLE,
+    VISIT_OCCURRENCE,
+};
+use niji_cdm::{Sex, TableDef, Vocabulary};
+use niji_pseudo::{Domain, Identifiers, PseudonymKey};
+use serde_json::Value;
+
+use super::read::{self, Location, Unit};
+use super::view::{Cell, Env, View};
+use crate::report::{IngestReport, InputReport, QuarantineWriter, Quarantined};
+use crate::sink::{CdmSink, Value as V};
+use crate::{IngestError, Result};
+
+/// The mapping views, as shipped in `pipelines/views/`.
+pub const VIEW_SOURCES: &[(&str, &str)] = &[
+    ("patient", include_str!("../../../../pipelines/views/patient.json")),
+    ("encounter", include_str!("../../../../pipelines/views/encounter.json")),
+    ("condition", include_str!("../../../../pipelines/views/condition.json")),
+    ("observation", include_str!("../../../../pipelines/views/observation.json")),
+    ("medication_request", include_str!("../../../../pipelines/views/medication_request.json")),
+    ("medication_dispense", include_str!("../../../../pipelines/views/medication_dispense.json")),
+    ("allergy_intolerance", include_str!("../../../../pipelines/views/allergy_intolerance.json")),
+    ("immunization", include_str!("../../../../pipelines/views/immunization.json")),
+    ("composition", include_str!("../../../../pipelines/views/composition.json")),
+];
+
+/// Insurance member identifier system of JP-CLINS (保険者番号:記号:番号:枝番).
+pub const INSURANCE_MEMBER_ID: &str = "http://jpfhir.jp/fhir/clins/Idsystem/JP_Insurance_memberID";
+
+/// System used as the linkage fallback for patients without Japanese linkage keys.
+pub const SOURCE_ID_SYSTEM: &str = "fhir:Patient";
+
+/// Resource types whose keys are remembered in pass 1 to check references to them.
+const SUPPORTING: &[&str] = &[
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "Location",
+    "Encounter",
+    "Specimen",
+    "Medication",
+    "ServiceRequest",
+    "Device",
+];
+
+/// Options of an ingest run.
+#[derive(Debug, Clone)]
+pub struct FhirIngestOptions {
+    /// Input files: NDJSON, Bundles, arrays, single resources.
+    pub inputs: Vec<PathBuf>,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Rows per Parquet batch.
+    pub batch_rows: usize,
+}
+
+/// The compiled mapping views.
+#[derive(Debug)]
+pub struct Mappings {
+    views: HashMap<String, View>,
+}
+
+impl Mappings {
+    /// Compile the shipped views.
+    pub fn builtin() -> Result<Self> {
+        let mut views = HashMap::new();
+        for (name, src) in VIEW_SOURCES {
+            let def: Value = serde_json::from_str(src)
+                .map_err(|e| IngestError::ViewDefinition(format!("pipelines/views/{name}.json: {e}")))?;
+            let v = View::compile(&def)?;
+            views.insert(v.resource.clone(), v);
+        }
+        Ok(Self { views })
+    }
+
+    /// The view for a resource type.
+    pub fn view(&self, resource_type: &str) -> Option<&View> {
+        self.views.get(resource_type)
+    }
+}
+
+/// A row of a mapping view, addressed by column name.
+struct Row<'v> {
+    view: &'v View,
+    cells: Vec<Cell>,
+}
+
+/// A field value the CDM cannot take: quarantine reason with field name.
+struct Reject {
+    reason: &'static str,
+    field: String,
+    detail: String,
+}
+
+type Rej<T> = std::result::Result<T, Reject>;
+
+fn reject(reason: &'static str, field: &str, detail: impl Into<String>) -> Reject {
+    Reject { reason, field: field.to_owned(), detail: detail.into() }
+}
+
+impl Row<'_> {
+    fn cell(&self, name: &str) -> &Cell {
+        self.view.columns.iter().position(|c| c.name == name).map_or(&Cell::Null, |i| &self.cells[i])
+    }
+
+    /// A text column; a value of another kind is a wrong-type rejection.
+    fn text(&self, name: &str) -> Rej<Option<&str>> {
+        match self.cell(name) {
+            Cell::Null => Ok(None),
+            Cell::Str(s) => Ok(Some(s.as_str()).filter(|s| !s.trim().is_empty())),
+            Cell::List(l) => match l.first() {
+                None => Ok(None),
+                Some(Cell::Str(s)) => Ok(Some(s.as_str())),
+                Some(_) => Err(reject("wrong_type", name, "expected text")),
+            },
+            _ => Err(reject("wrong_type", name, "expected text")),
+        }
+    }
+
+    fn list(&self, name: &str) -> Vec<&str> {
+        match self.cell(name) {
+            Cell::List(l) => l.iter().filter_map(Cell::as_str).collect(),
+            Cell::Str(s) => vec![s.as_str()],
+            _ => Vec::new(),
+        }
+    }
+
+    fn number(&self, name: &str) -> Rej<Option<f64>> {
+        let c = match self.cell(name) {
+            Cell::List(l) => l.first().unwrap_or(&Cell::Null),
+            c => c,
+        };
+        match c {
+            Cell::Null => Ok(None),
+            Cell::Int(i) => Ok(Some(*i as f64)),
+            Cell::Dec(d) if d.is_finite() => Ok(Some(*d)),
+            _ => Err(reject("wrong_type", name, "expected a number")),
+        }
+    }
+
+    fn boolean(&self, name: &str) -> Rej<Option<bool>> {
+        match self.cell(name) {
+            Cell::Null => Ok(None),
+            Cell::Bool(b) => Ok(Some(*b)),
+            _ => Err(reject("wrong_type", name, "expected a boolean")),
+        }
+    }
+
+    /// A date column (`YYYY`, `YYYY-MM`, `YYYY-MM-DD`, or a dateTime): partial dates take the
+    /// first day of the period.
+    fn date(&self, name: &str) -> Rej<Option<NaiveDate>> {
+        match self.text(name)? {
+            None => Ok(None),
+            Some(s) => parse_fhir_date(s).map(Some).ok_or_else(|| reject("bad_date", name, "not a FHIR date")),
+        }
+    }
+}
+
+/// Parse a FHIR date or dateTime to its calendar date.
+pub fn parse_fhir_date(s: &str) -> Option<NaiveDate> {
+    let date = s.split('T').next()?;
+    let mut it = date.split('-');
+    let y = it.next()?;
+    if y.len() != 4 || !y.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let num = |p: Option<&str>| -> Option<Option<u32>> {
+        match p {
+            None => Some(None),
+            Some(x) if x.len() == 2 && x.bytes().all(|b| b.is_ascii_digit()) => x.parse().ok().map(Some),
+            Some(_) => None,
+        }
+    };
+    let m = num(it.next())?;
+    let d = num(it.next())?;
+    if it.next().is_some() {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(y.parse().ok()?, m.unwrap_or(1), d.unwrap_or(1))
+}
+
+/// Pick the preferred `system|code` by vocabulary priority; unknown systems come last.
+fn pick_code<'a>(codes: &[&'a str], prefer: &[Vocabulary]) -> Option<(&'a str, Vocabulary)> {
+    let parsed: Vec<(&str, Vocabulary)> = codes
+        .iter()
+        .filter_map(|c| {
+            let (sys, code) = c.rsplit_once('|')?;
+            (!code.is_empty()).then(|| (code, Vocabulary::from_system(sys)))
+        })
+        .collect();
+    for p in prefer {
+        if let Some(hit) = parsed.iter().find(|(_, v)| v == p) {
+            return Some(*hit);
+        }
+    }
+    parsed.iter().find(|(_, v)| *v != Vocabulary::Other).or(parsed.first()).copied()
+}
+
+/// A JLAC10 analyte code of infection serology or microbiology (5E, 5F, 6x).
+fn is_infection_code(code: &str, vocab: Vocabulary) -> bool {
+    matches!(vocab, Vocabulary::Jlac10 | Vocabulary::Jlac11)
+        && (code.starts_with("5E") || code.starts_with("5F") || code.starts_with('6'))
+}
+
+struct Person {
+    person_id: String,
+    /// Linkage strength: 2 = ID1/ID2, 1 = source id. A stronger link wins an identifier.
+    rank: u8,
+}
+
+/// State shared by both passes.
+struct Run<'k> {
+    key: &'k PseudonymKey,
+    maps: std::rc::Rc<Mappings>,
+    sink: CdmSink,
+    quarantine: QuarantineWriter,
+    report: IngestReport,
+    /// Patient key and `system|value` identifiers → person.
+    persons: HashMap<String, std::rc::Rc<Person>>,
+    /// Keys of supporting resources seen in the inputs.
+    known: HashSet<String>,
+    /// Records handled in pass 1: (input index, line or entry).
+    handled: HashSet<(usize, u64)>,
+    /// Visit ids already written (contained Encounters are repeated in every container).
+    visits: HashSet<String>,
+}
+
+struct Counts {
+    loaded: u64,
+    quarantined: u64,
+    records: u64,
+}
+
+fn pos(loc: &Location) -> u64 {
+    loc.line.or(loc.entry).unwrap_or(0)
+}
+
+impl Run<'_> {
+    fn quarantine(
+        &mut self,
+        file: &str,
+        loc: &Location,
+        rt: Option<&str>,
+        field: Option<&str>,
+        reason: &str,
+        detail: &str,
+    ) -> Result<()> {
+        self.report.count_reason(reason);
+        self.quarantine.push(&Quarantined {
+            file: file.to_owned(),
+            line: loc.line,
+            entry: loc.entry,
+            record_type: rt.map(str::to_owned),
+            field: field.map(str::to_owned),
+            reason: reason.to_owned(),
+            detail: detail.to_owned(),
+        })
+    }
+
+    fn record_id(&self, key: &str) -> String {
+        self.key.pseudonym(Domain::Record, &["fhir", key])
+    }
+
+    fn eval<'m>(maps: &'m Mappings, res: &Value, unit: &Unit<'_>) -> Option<Result<(&'m View, Vec<Vec<Cell>>)>> {
+        let rt = res.get("resourceType").and_then(Value::as_str)?;
+        let view = maps.view(rt)?;
+        let env = Env { aliases: unit.aliases, resource_key: unit.full_url };
+        Some(view.eval(res, &env).map(|rows| (view, rows)))
+    }
+
+    /// Pass 1 on one record: Patients → person rows and the index; supporting keys.
+    fn pass1(&mut self, idx: usize, file: &str, unit: &Unit<'_>, c: &mut Counts) -> Result<()> {
+        let Ok(res) = unit.resource else { return Ok(()) };
+        let rt = res.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+        if SUPPORTING.contains(&rt) {
+            if let Some(k) = read::resource_key(res, unit.full_url) {
+                self.known.insert(k);
+            }
+            if let Some(u) = unit.full_url {
+                self.known.insert(u.to_owned());
+            }
+            return Ok(());
+        }
+        if rt != "Patient" {
+            return Ok(());
+        }
+        self.handled.insert((idx, pos(&unit.loc)));
+        c.records += 1;
+        let maps = self.maps.clone();
+        let outcome = match Self::eval(&maps, res, unit) {
+            Some(Ok((view, rows))) => match rows.into_iter().next() {
+                Some(cells) => self.patient(&Row { view, cells }, res, unit.full_url),
+                None => Err(reject("out_of_scope", "resourceType", "the patient view selected no row")),
+            },
+            Some(Err(e)) => Err(reject("view_error", "", e.to_string())),
+            None => Err(reject("unmapped_resource_type", "resourceType", "no view for this resource type")),
+        };
+        match outcome {
+            Ok(()) => c.loaded += 1,
+            Err(r) => {
+                c.quarantined += 1;
+                let field = (!r.field.is_empty()).then_some(r.field.as_str());
+                self.quarantine(file, &unit.loc, Some("Patient"), field, r.reason, &r.detail)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn patient(&mut self, row: &Row<'_>, res: &Value, full_url: Option<&str>) -> Rej<()> {
+        let birth = match row.text("birth_date")? {
+            None => None,
+            Some(b) => Some(
+                niji_pseudo::normalize::birth_date(b, None)
+                    .map_err(|_| reject("bad_date", "birthDate", "not a valid birth date"))?,
+            ),
+        };
+        let sex = match row.text("gender")? {
+            None => None,
+            Some(g) => {
+                Some(Sex::parse(g).map_err(|_| reject("bad_code", "gender", "not a FHIR administrative gender"))?)
+            }
+        };
+        let ins = row.text("insurance_member_id")?;
+        let parts: Vec<&str> = ins.map(|s| s.split(':').collect()).unwrap_or_default();
+        if ins.is_some() && !(3..=4).contains(&parts.len()) {
+            return Err(reject(
+                "malformed_identifier",
+                "identifier[JP_Insurance_memberID].value",
+                "expected 保険者番号:記号:番号[:枝番]",
+            ));
+        }
+        let id = res.get("id").and_then(Value::as_str).or(full_url).unwrap_or_default();
+        let ids = Identifiers {
+            insurer_number: parts.first().copied(),
+            kigo: parts.get(1).copied(),
+            bango: parts.get(2).copied(),
+            branch: parts.get(3).copied().filter(|b| !b.is_empty()),
+            kana_name: row.text("kana_name")?,
+            birth_date: birth,
+            sex,
+            source_id: Some((SOURCE_ID_SYSTEM, id)),
+        };
+        let link = niji_pseudo::linkage::link(self.key, &ids).map_err(|e| match e {
+            niji_pseudo::PseudoError::MalformedIdentifier { field, reason } => {
+                reject("malformed_identifier", field, reason.to_owned())
+            }
+            _ => reject("no_linkage_key", "identifier", "no linkage key could be formed"),
+        })?;
+        if link.basis == niji_pseudo::LinkageBasis::SourceId {
+            self.report.warn("linkage_source_id");
+        }
+        let prefecture = row.text("prefecture")?.and_then(niji_pseudo::generalize::prefecture_code).or_else(|| {
+            row.text("postal_code").ok().flatten().and_then(niji_pseudo::generalize::prefecture_from_postcode)
+        });
+        let area = row.text("postal_code")?.and_then(niji_pseudo::generalize::secondary_medical_area);
+        let person = V::from(link.person_id.clone());
+        let out = vec![
+            person.clone(),
+            V::from(sex.unwrap_or(Sex::Unknown).code()),
+            birth.map(|b| V::I32(b.year())).unwrap_or(V::Null),
+            birth.map(|b| V::I32(b.month() as i32)).unwrap_or(V::Null),
+            prefecture.map(V::from).unwrap_or(V::Null),
+            area.map(V::from).unwrap_or(V::Null),
+            V::from(link.basis.as_str()),
+            V::from("fhir"),
+        ];
+        self.push(&PERSON_TABLE, out)?;
+        if let Some(d) = row.date("deceased_date")? {
+            self.push(&DEATH, vec![person, V::Date(d), V::Null, V::from("fhir")])?;
+        }
+        let rank = if link.basis == niji_pseudo::LinkageBasis::SourceId { 1 } else { 2 };
+        let p = std::rc::Rc::new(Person { person_id: link.person_id, rank });
+        if let Some(k) = row.text("resource_key")? {
+            self.persons.insert(k.to_owned(), p.clone());
+        }
+        if let Some(u) = full_url {
+            self.persons.insert(u.to_owned(), p.clone());
+        }
+        for ident in row.list("identifiers") {
+            // A logical reference by identifier goes to the best-linked Patient carrying it.
+            match self.persons.get(ident) {
+                Some(old) if old.rank >= rank => {}
+                _ => {
+                    self.persons.insert(ident.to_owned(), p.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, table: &'static TableDef, row: Vec<V>) -> Rej<()> {
+        self.sink.push(table, row).map_err(|e| reject("row_shape", table.name, e.to_string()))
+    }
+
+    fn subject(&self, row: &Row<'_>, unit: &Unit<'_>) -> Rej<String> {
+        let doc = unit.document_subject.map(|r| match unit.aliases.and_then(|a| a.get(r)) {
+            Some(k) => k.clone(),
+            None => super::fhirpath::reference_key_plain(r),
+        });
+        let by_key = row.text("subject_key")?.or(doc.as_deref());
+        let by_ident = row.text("subject_identifier")?;
+        if by_key.is_none() && by_ident.is_none() {
+            return Err(reject("missing_subject", "subject", "no patient reference"));
+        }
+        let hit = by_key.and_then(|k| self.persons.get(k)).or_else(|| by_ident.and_then(|i| self.persons.get(i)));
+        hit.map(|p| p.person_id.clone()).ok_or_else(|| {
+            reject("unresolved_subject", "subject", "the patient reference matches no Patient in the inputs")
+        })
+    }
+
+    /// Resolve an encounter reference to a visit id; contained Encounters become visits.
+    fn visit(
+        &mut self,
+        res: &Value,
+        container_key: &str,
+        reference: Option<&str>,
+        person: &str,
+        unit: &Unit<'_>,
+    ) -> Rej<Option<String>> {
+        let Some(r) = reference else { return Ok(None) };
+        if let Some(local) = r.strip_prefix('#') {
+            let contained = res
+                .get("contained")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find(|c| c.get("id").and_then(Value::as_str) == Some(local)));
+            let Some(enc) = contained else { return Ok(None) };
+            let maps = self.maps.clone();
+            let Some(view) = maps.view("Encounter") else { return Ok(None) };
+            let ckey = format!("{container_key}#{local}");
+            let env = Env { aliases: unit.aliases, resource_key: Some(&ckey) };
+            let rows = view.eval(enc, &env).map_err(|e| reject("view_error", "contained", e.to_string()))?;
+            let Some(cells) = rows.into_iter().next() else { return Ok(None) };
+            let erow = Row { view, cells };
+            let vid = match erow.text("identifier")? {
+                Some(ident) => self.key.pseudonym(Domain::Record, &["fhir-encounter-identifier", ident]),
+                None => self.record_id(&ckey),
+            };
+            self.write_visit(&erow, &vid, person)?;
+            return Ok(Some(vid));
+        }
+        let key = match unit.aliases.and_then(|a| a.get(r)) {
+            Some(k) => k.clone(),
+            None => super::fhirpath::reference_key_plain(r),
+        };
+        Ok(Some(self.record_id(&key)))
+    }
+
+    fn write_visit(&mut self, row: &Row<'_>, vid: &str, person: &str) -> Rej<()> {
+        if !self.visits.insert(vid.to_owned()) {
+            return Ok(());
+        }
+        let out = vec![
+            V::from(vid),
+            V::from(person),
+            V::I32(0),
+            row.text("class_code")?.map(V::from).unwrap_or(V::Null),
+            row.date("start")?.map(V::Date).unwrap_or(V::Null),
+            row.date("end")?.map(V::Date).unwrap_or(V::Null),
+            row.text("service_provider")?
+                .map(|f| V::from(self.key.pseudonym(Domain::Facility, &[f])))
+                .unwrap_or(V::Null),
+            V::from("fhir"),
+        ];
+        self.push(&VISIT_OCCURRENCE, out)
+    }
+
+    /// Data-quality checks that do not stop loading.
+    fn quality(&mut self, res: &Value, unit: &Unit<'_>) {
+        let mut unresolved = false;
+        let contained: HashSet<&str> = res
+            .get("contained")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|c| c.get("id").and_then(Value::as_str)).collect())
+            .unwrap_or_default();
+        walk_references(res, &mut |r| {
+            if let Some(local) = r.strip_prefix('#') {
+                unresolved |= !local.is_empty() && !contained.contains(local);
+            } else if r.starts_with("urn:uuid:") || r.starts_with("urn:oid:") {
+                unresolved |= !unit.aliases.is_some_and(|a| a.contains_key(r)) && !self.known.contains(r);
+            } else {
+                let key = unit
+                    .aliases
+                    .and_then(|a| a.get(r))
+                    .cloned()
+                    .unwrap_or_else(|| super::fhirpath::reference_key_plain(r));
+                let ty = key.split('/').next().unwrap_or_default();
+                unresolved |= SUPPORTING.contains(&ty) && !self.known.contains(&key);
+            }
+        });
+        if unresolved {
+            self.report.warn("unresolved_reference");
+        }
+    }
+
+    /// Pass 2 on one record.
+    fn pass2(&mut self, idx: usize, file: &str, unit: &Unit<'_>, c: &mut Counts) -> Result<()> {
+        if self.handled.contains(&(idx, pos(&unit.loc))) {
+            return Ok(());
+        }
+        let res = match unit.resource {
+            Ok(r) => r,
+            Err(ref b) => {
+                c.records += 1;
+                c.quarantined += 1;
+                return self.quarantine(file, &unit.loc, None, None, b.reason, &b.detail);
+            }
+        };
+        let rt = res.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if rt == "Patient" {
+            // Unreachable in practice (pass 1 handles every Patient); count it honestly anyway.
+            c.records += 1;
+            c.quarantined += 1;
+            return self.quarantine(file, &unit.loc, Some(&rt), None, "duplicate_record", "Patient seen twice");
+        }
+        c.records += 1;
+        if SUPPORTING.contains(&rt.as_str()) && self.maps.view(&rt).is_none() {
+            // Reference-only resources (Practitioner, Organization, …) are consumed by
+            // reference resolution and facility pseudonyms; they have no table of their own.
+            c.loaded += 1;
+            self.report.warn("reference_only_resource");
+            return Ok(());
+        }
+        let maps = self.maps.clone();
+        let outcome = match Self::eval(&maps, res, unit) {
+            None => Err(reject("unmapped_resource_type", "resourceType", "no mapping view for this resource type")),
+            Some(Err(e)) => Err(reject("view_error", "", e.to_string())),
+            Some(Ok((_, rows))) if rows.is_empty() => {
+                Err(reject("out_of_scope", "", "the mapping view's where clause excludes this resource"))
+            }
+            Some(Ok((view, rows))) => {
+                let mut r = Ok(());
+                for cells in rows {
+                    r = self.map_row(&rt, &Row { view, cells }, res, unit);
+                    if r.is_err() {
+                        break;
+                    }
+                }
+                r
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                c.loaded += 1;
+                self.quality(res, unit);
+            }
+            Err(r) => {
+                c.quarantined += 1;
+                let field = (!r.field.is_empty()).then_some(r.field.as_str());
+                self.quarantine(file, &unit.loc, Some(&rt), field, r.reason, &r.detail)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn map_row(&mut self, rt: &str, row: &Row<'_>, res: &Value, unit: &Unit<'_>) -> Rej<()> {
+        let person = self.subject(row, unit)?;
+        let key = row.text("resource_key")?.map(str::to_owned).or_else(|| unit.full_url.map(str::to_owned));
+        let Some(key) = key else { return Err(reject("missing_id", "id", "resource has neither id nor fullUrl")) };
+        let id = V::from(self.record_id(&key));
+        let fhir = V::from("fhir");
+        let codes = row.list("codes");
+        let d = |x: Option<NaiveDate>| x.map(V::Date).unwrap_or(V::Null);
+        let f = |x: Option<f64>| x.map(V::F64).unwrap_or(V::Null);
+        match rt {
+            "Encounter" => {
+                let vid = self.record_id(&key);
+                self.write_visit(row, &vid, &person)
+            }
+            "Condition" => {
+                let (code, vocab) = match pick_code(
+                    &codes,
+                    &[
+                        Vocabulary::MedisDisease,
+                        Vocabulary::MedisDiseaseExchange,
+                        Vocabulary::ReceiptDisease,
+                        Vocabulary::Icd10,
+                    ],
+                ) {
+                    Some((c, v)) => (V::from(c), V::from(v.short())),
+                    None => (V::Null, V::Null),
+                };
+                let icd = pick_code(&codes, &[Vocabulary::Icd10])
+                    .filter(|(_, v)| *v == Vocabulary::Icd10)
+                    .map(|(c, _)| V::from(c))
+                    .unwrap_or(V::Null);
+                let start = row.date("onset")?.or(row.date("onset_period_start")?).or(row.date("recorded_date")?);
+                let visit = self.visit(res, &key, row.text("encounter_reference")?, &person, unit)?;
+                let out = vec![
+                    id,
+                    V::from(person),
+                    V::I32(0),
+                    code,
+                    vocab,
+                    icd,
+                    d(start),
+                    d(row.date("abatement")?),
+                    row.text("clinical_status")?.map(V::from).unwrap_or(V::Null),
+                    row.boolean("primary")?.map(V::Bool).unwrap_or(V::Null),
+                    V::Null,
+                    visit.map(V::from).unwrap_or(V::Null),
+                    fhir,
+                ];
+                self.push(&CONDITION_OCCURRENCE, out)
+            }
+            "Observation" => {
+                let picked = pick_code(&codes, &[Vocabulary::Jlac10, Vocabulary::Jlac11, Vocabulary::Loinc]);
+                let infection = picked.is_some_and(|(c, v)| is_infection_code(c, v));
+                if row.boolean("jp_clins_lab")? == Some(true) && row.boolean("has_local_code")? != Some(true) {
+                    self.report.warn("missing_local_code");
+                }
+                let date = row.date("effective")?.or(row.date("issued")?);
+                let value = row.number("value_number")?.or(row.number("value_integer")?);
+                let coded =
+                    row.text("value_code")?.map(str::to_owned).or(row.boolean("value_boolean")?.map(|b| b.to_string()));
+                let visit = self.visit(res, &key, row.text("encounter_reference")?, &person, unit)?;
+                let out = vec![
+                    id,
+                    V::from(person),
+                    V::I32(0),
+                    picked.map(|(c, _)| V::from(c)).unwrap_or(V::Null),
+                    picked.map(|(_, v)| V::from(v.short())).unwrap_or(V::Null),
+                    d(date),
+                    f(value),
+                    coded.map(V::from).unwrap_or(V::Null),
+                    row.text("unit")?.map(V::from).unwrap_or(V::Null),
+                    f(row.number("range_low")?),
+                    f(row.number("range_high")?),
+                    V::Bool(infection),
+                    visit.map(V::from).unwrap_or(V::Null),
+                    fhir,
+                ];
+                self.push(&MEASUREMENT, out)
+            }
+            "MedicationRequest" | "MedicationDispense" => {
+                let picked =
+                    pick_code(&codes, &[Vocabulary::Yj, Vocabulary::Hot9, Vocabulary::ReceiptDrug, Vocabulary::RxNorm]);
+                let (start, end) = if rt == "MedicationRequest" {
+                    (row.date("start")?.or(row.date("authored_on")?), row.date("end")?)
+                } else {
+                    (row.date("when_handed_over")?.or(row.date("when_prepared")?), None)
+                };
+                let days = row.number("days_supply")?;
+                if days.is_some_and(|x| !(0.0..=3650.0).contains(&x)) {
+                    return Err(reject("out_of_range", "days_supply", "days of supply outside 0..3650"));
+                }
+                let visit = self.visit(res, &key, row.text("encounter_reference")?, &person, unit)?;
+                let out = vec![
+                    id,
+                    V::from(person),
+                    V::I32(0),
+                    picked.map(|(c, _)| V::from(c)).unwrap_or(V::Null),
+                    picked.map(|(_, v)| V::from(v.short())).unwrap_or(V::Null),
+                    d(start),
+                    d(end),
+                    f(row.number("quantity")?),
+                    days.map(|x| V::I32(x.round() as i32)).unwrap_or(V::Null),
+                    visit.map(V::from).unwrap_or(V::Null),
+                    fhir,
+                ];
+                self.push(&DRUG_EXPOSURE, out)
+            }
+            "AllergyIntolerance" => {
+                let picked = pick_code(&codes, &[Vocabulary::Yj, Vocabulary::Hot9, Vocabulary::ReceiptDrug]);
+                let kind = match row.text("category")? {
+                    Some("medication") => "allergy_medication",
+                    Some("food") => "allergy_food",
+                    Some("environment") => "allergy_environment",
+                    _ => "allergy_other",
+                };
+                let out = vec![
+                    id,
+                    V::from(person),
+                    V::I32(0),
+                    picked.map(|(c, _)| V::from(c)).unwrap_or(V::Null),
+                    picked.map(|(_, v)| V::from(v.short())).unwrap_or(V::Null),
+                    d(row.date("recorded_date")?.or(row.date("onset")?)),
+                    V::from(kind),
+                    row.text("criticality")?.map(V::from).unwrap_or(V::Null),
+                    fhir,
+                ];
+                self.push(&OBSERVATION, out)
+            }
+            "Immunization" => {
+                let picked = pick_code(&codes, &[Vocabulary::Hot13, Vocabulary::Yj, Vocabulary::Cvx]);
+                let dose = row.number("dose_number")?;
+                let out = vec![
+                    id,
+                    V::from(person),
+                    picked.map(|(c, _)| V::from(c)).unwrap_or(V::Null),
+                    picked.map(|(_, v)| V::from(v.short())).unwrap_or(V::Null),
+                    d(row.date("occurrence")?),
+                    dose.map(|x| V::I32(x as i32)).unwrap_or(V::Null),
+                    row.text("target_disease")?.map(V::from).unwrap_or(V::Null),
+                    row.text("status")?.map(V::from).unwrap_or(V::Null),
+                    fhir,
+                ];
+                self.push(&IMMUNIZATION, out)
+            }
+            "Composition" => {
+                let Some(code) = row.text("type_code")? else {
+                    return Err(reject("out_of_scope", "type", "not a referral, discharge summary or checkup report"));
+                };
+                let kind = match code {
+                    "57133-1" => "referral",
+                    "18842-5" => "discharge_summary",
+                    _ => "checkup_report",
+                };
+                let out = vec![
+                    id,
+                    V::from(person),
+                    V::from(code),
+                    V::from(kind),
+                    d(row.date("date")?),
+                    d(row.date("period_start")?),
+                    d(row.date("period_end")?),
+                    row.text("custodian")?
+                        .map(|c| V::from(self.key.pseudonym(Domain::Facility, &[c])))
+                        .unwrap_or(V::Null),
+                    fhir,
+                ];
+                self.push(&DOCUMENT, out)
+            }
+            other => Err(reject("unmapped_resource_type", "resourceType", format!("no CDM table for {other}"))),
+        }
+    }
+}
+
+fn walk_references(v: &Value, f: &mut dyn FnMut(&str)) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if k == "contained" {
+                    continue;
+                }
+                if k == "reference"
+                    && let Value::String(s) = x
+                {
+                    f(s);
+                } else {
+                    walk_references(x, f);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| walk_references(x, f)),
+        _ => {}
+    }
+}
+
+/// A cheap pre-filter for pass 1 on NDJSON lines: could this line be a Patient or a
+/// supporting resource? (False positives are fine; pass 1 parses and checks.)
+fn pass1_candidate(line: &[u8]) -> bool {
+    let has = |needle: &[u8]| line.windows(needle.len()).any(|w| w == needle);
+    has(b"\"Patient\"") || SUPPORTING.iter().any(|t| has(format!("\"{t}\"").as_bytes()))
+}
+
+/// Ingest FHIR inputs into CDM Parquet tables under `opts.out`, with `_quarantine.ndjson`
+/// and `_report.json`. Returns the (balanced) report.
+pub fn ingest(opts: &FhirIngestOptions, key: &PseudonymKey) -> Result<IngestReport> {
+    std::fs::create_dir_all(&opts.out).map_err(|source| IngestError::Write { path: opts.out.clone(), source })?;
+    let mut run = Run {
+        key,
+        maps: std::rc::Rc::new(Mappings::builtin()?),
+        sink: CdmSink::create(&opts.out)?.with_batch_rows(opts.batch_rows),
+        quarantine: QuarantineWriter::create(&opts.out.join("_quarantine.ndjson"))?,
+        report: IngestReport::new("fhir", key.key_id()),
+        persons: HashMap::new(),
+        known: HashSet::new(),
+        handled: HashSet::new(),
+        visits: HashSet::new(),
+    };
+    let mut counts: Vec<Counts> =
+        opts.inputs.iter().map(|_| Counts { loaded: 0, quarantined: 0, records: 0 }).collect();
+    for (i, path) in opts.inputs.iter().enumerate() {
+        let file = display(path);
+        let c = &mut counts[i];
+        read::read_input_filtered(path, Some(&pass1_candidate), &mut |u| run.pass1(i, &file, &u, c))?;
+    }
+    tracing::info!(patients = run.handled.len(), "fhir ingest: pass 1 done");
+    for (i, path) in opts.inputs.iter().enumerate() {
+        let file = display(path);
+        let c = &mut counts[i];
+        read::read_input_filtered(path, None, &mut |u| run.pass2(i, &file, &u, c))?;
+    }
+    for (path, c) in opts.inputs.iter().zip(counts) {
+        run.report.add_input(InputReport {
+            file: display(path),
+            records: c.records,
+            loaded: c.loaded,
+            quarantined: c.quarantined,
+            consent_excluded: 0,
+            error: None,
+        });
+    }
+    run.quarantine.finish()?;
+    run.report.rows_per_table = run.sink.finish()?;
+    run.report.check_balanced()?;
+    run.report.write_json(&opts.out.join("_report.json"))?;
+    Ok(run.report)
+}
+
+fn display(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_codes() {
+        assert_eq!(parse_fhir_date("2021-07-12T00:00:00+09:00"), NaiveDate::from_ymd_opt(2021, 7, 12));
+        assert_eq!(parse_fhir_date("1970-06"), NaiveDate::from_ymd_opt(1970, 6, 1));
+        assert_eq!(parse_fhir_date("2021-02-30"), None);
+        assert_eq!(parse_fhir_date("12/07/2021"), None);
+        let codes = ["http://loinc.org|1", "http://medis.or.jp/CodeSystem/master-JLAC10-17digits|5E071000002399901"];
+        let (c, v) = pick_code(&codes, &[Vocabulary::Jlac10, Vocabulary::Loinc]).expect("code");
+        assert_eq!(v, Vocabulary::Jlac10);
+        assert!(is_infection_code(c, v));
+        assert!(Mappings::builtin().is_ok());
+    }
+}

@@ -1,0 +1,15 @@
+//! FHIR R4 ingest through SQL-on-FHIR v2 ViewDefinitions.
+//!
+//! - [`fhirpath`]: the FHIRPath subset, parsed once into an AST.
+//! - [`view`]: the ViewDefinition engine (compiled plan → rows → Arrow record batches).
+//! - [`read`]: readers for Bulk Data NDJSON, Bundles (collection, transaction, document,
+//!   searchset) and JSON arrays, with reference aliases and contained resources.
+//! - [`ingest`]: the mappings in `pipelines/views/*.json` → CDM tables, pseudonymized.
+
+pub mod fhirpath;
+pub mod ingest;
+pub mod read;
+pub mod view;
+
+pub use ingest::{FhirIngestOptions, Mappings, ingest};
+pub use view::{Cell, Env, View};

@@ -1,0 +1,218 @@
+//! `niji ingest fhir` on the third-party fixtures (JP-CLINS, Synthea) and on bad input.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use niji_ingest::fhir::{FhirIngestOptions, ingest};
+use niji_ingest::report::{IngestReport, Quarantined};
+use niji_pseudo::PseudonymKey;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+fn data(dir: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data").join(dir)
+}
+
+fn files(dir: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(data(dir))
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json" || x == "ndjson"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn key() -> PseudonymKey {
+    PseudonymKey::from_bytes(&[42u8; 32]).expect("key")
+}
+
+fn run(inputs: Vec<PathBuf>, out: &Path) -> IngestReport {
+    let opts = FhirIngestOptions { inputs, out: out.to_owned(), batch_rows: 2 };
+    let report = ingest(&opts, &key()).expect("ingest");
+    report.check_balanced().expect("balanced");
+    let on_disk: IngestReport =
+        serde_json::from_slice(&std::fs::read(out.join("_report.json")).expect("report file")).expect("report json");
+    assert_eq!(on_disk, report);
+    report
+}
+
+fn quarantine(out: &Path) -> Vec<Quarantined> {
+    std::fs::read_to_string(out.join("_quarantine.ndjson"))
+        .expect("quarantine file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("entry"))
+        .collect()
+}
+
+/// Every cell of every Parquet table under `out`, as text, per table.
+fn all_cells(out: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut cells = BTreeMap::new();
+    for e in std::fs::read_dir(out).expect("out") {
+        let p = e.expect("entry").path();
+        if !p.is_dir() {
+            continue;
+        }
+        let table = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let f = std::fs::File::open(p.join("part-00000.parquet")).expect("parquet file");
+        let schema_ok = niji_cdm::table(&table).expect("a CDM table").schema();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(f).expect("reader").build().expect("build");
+        let v: &mut Vec<String> = cells.entry(table).or_default();
+        for b in reader {
+            let b = b.expect("batch");
+            assert_eq!(b.schema().fields(), schema_ok.fields(), "CDM schema");
+            for c in b.columns() {
+                for i in 0..c.len() {
+                    v.push(arrow::util::display::array_value_to_string(c, i).expect("display"));
+                }
+            }
+        }
+    }
+    cells
+}
+
+/// Identifier-bearing strings of the fixtures: none may reach an output file.
+const JP_IDENTIFIERS: &[&str] = &[
+    "00012345",
+    "あいう",
+    "１８７",
+    "牧野",
+    "マキノ",
+    "ランマン",
+    "1930-06-28",
+    "19300628",
+    "高知市",
+    "781-8125",
+    "000999739",
+    "Example-JP-Patient-eCS-MAKINO",
+    "十二指腸潰瘍",
+    "胃癌",
+    "ローカルコード",
+];
+
+fn assert_no_identifiers(out: &Path, needles: &[&str]) {
+    for (table, cells) in all_cells(out) {
+        for c in &cells {
+            for n in needles {
+                assert!(!c.contains(n), "table {table} holds an identifier-bearing value");
+            }
+        }
+    }
+    // The quarantine and the report name input files as given by the operator (a Synthea
+    // file name carries the synthetic patient's name); every other field is checked.
+    fn strip_files(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.remove("file");
+                m.values_mut().for_each(strip_files);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip_files),
+            _ => {}
+        }
+    }
+    let text = std::fs::read_to_string(out.join("_quarantine.ndjson")).expect("file");
+    let report = std::fs::read_to_string(out.join("_report.json")).expect("file");
+    for doc in text.lines().chain(std::iter::once(report.as_str())) {
+        let mut v: serde_json::Value = serde_json::from_str(doc).expect("json");
+        strip_files(&mut v);
+        let flat = v.to_string();
+        for n in needles {
+            assert!(!flat.contains(n), "quarantine or report holds an identifier-bearing value");
+        }
+    }
+}
+
+#[test]
+fn jp_clins_fixtures_load_with_quality_warnings() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let inputs = files("jp-clins");
+    assert_eq!(inputs.len(), 16);
+    let report = run(inputs, dir.path());
+    assert_eq!(report.records, 14 + 5 + 8); // single resources + two Bundles
+    // The PCS Bundle is a care-plan document (56447-6): its Composition is not one of the
+    // three document types and its CarePlan has no CDM table. Everything else loads, the
+    // deliberately non-conformant ErrorExample included (with warnings).
+    assert_eq!(report.quarantined, 2, "{:?}", report.quarantined_by_reason);
+    assert_eq!(report.quarantined_by_reason.get("unmapped_resource_type"), Some(&1));
+    assert_eq!(report.quarantined_by_reason.get("out_of_scope"), Some(&1));
+    let q = quarantine(dir.path());
+    let kinds: Vec<_> = q.iter().map(|e| (e.record_type.as_deref(), e.entry.is_some())).collect();
+    assert_eq!(kinds, vec![(Some("Composition"), true), (Some("CarePlan"), true)]);
+    assert!(report.warnings.get("missing_local_code").is_some_and(|n| *n >= 1));
+    assert!(report.warnings.get("unresolved_reference").is_some_and(|n| *n >= 1));
+    let rows = &report.rows_per_table;
+    assert_eq!(rows.get("person"), Some(&5)); // 3 Patient files + 1 per Bundle
+    assert_eq!(rows.get("measurement"), Some(&8)); // 4 Observation files + 4 in the lab Bundle
+    assert_eq!(rows.get("condition_occurrence"), Some(&4));
+    assert_eq!(rows.get("observation"), Some(&3));
+    assert_eq!(rows.get("drug_exposure"), Some(&2));
+    assert!(rows.get("visit_occurrence").is_some_and(|n| *n >= 1));
+    assert_no_identifiers(dir.path(), JP_IDENTIFIERS);
+
+    let cells = all_cells(dir.path());
+    // MAKINO is one person: the insurance id links the Patient file, the Bundles and the
+    // resources that name their subject only by that identifier (ID1, with kana ID2).
+    let persons = &cells["person"];
+    assert!(persons.iter().any(|c| c == "id1+id2"));
+    // The allergy with category medication is a drug contraindication.
+    assert!(cells["observation"].iter().any(|c| c == "allergy_medication"));
+}
+
+#[test]
+fn synthea_uses_the_patient_id_fallback() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let report = run(files("synthea"), dir.path());
+    // 9 + 25 NDJSON lines (the README says 24: the last line has no newline) and 21 Bundle entries.
+    assert_eq!(report.records, 9 + 25 + 21);
+    assert_eq!(report.warnings.get("linkage_source_id"), Some(&10));
+    assert_eq!(report.rows_per_table.get("person"), Some(&10));
+    assert_eq!(report.rows_per_table.get("condition_occurrence"), Some(&(25 + 2)));
+    // Claim, ExplanationOfBenefit, CareTeam, CarePlan have no CDM table.
+    assert_eq!(report.quarantined_by_reason.get("unmapped_resource_type"), Some(&10));
+    assert_eq!(report.quarantined, 10);
+    let cells = all_cells(dir.path());
+    assert!(cells["person"].iter().all(|c| c != "id1" && c != "id2"));
+    assert!(cells["condition_occurrence"].iter().any(|c| c == "SNOMED"));
+    assert_no_identifiers(dir.path(), &["Dino214", "Parisian75", "beff242e-580b-47c0-9844-c1a68c36c5bf"]);
+}
+
+#[test]
+fn bad_records_are_quarantined_by_place_and_the_rest_loads() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let input = dir.path().join("mixed.ndjson");
+    let lines = [
+        r#"{"resourceType":"Patient","id":"p1","gender":"female","birthDate":"1950-04-01","name":[{"text":"ヤマダ ハナコ","extension":[{"url":"http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation","valueCode":"SYL"}]}]}"#,
+        r#"{"resourceType":"Condition","id":"c1","subject":{"reference":"Patient/p1"},"code":{"coding":[{"system":"http://jpfhir.jp/fhir/core/mhlw/CodeSystem/ICD10-2013-full","code":"E119"}]},"onsetDateTime":"2020-01-02"}"#,
+        r#"{"resourceType":"Condition","id":"c2","subject":{"reference":"Patient/nobody"}}"#,
+        r#"{"resourceType":"Condition", "id": broken"#,
+        r#"{"resourceType":"Condition","id":"c3","subject":{"reference":"Patient/p1"},"onsetDateTime":"02/01/2020"}"#,
+        r#"{"resourceType":"Condition","id":"c4","subject":{"reference":"Patient/p1"},"onsetDateTime":12345}"#,
+        r#"{"resourceType":"Observation","id":"o1","subject":{"reference":"Patient/p1"},"valueQuantity":{"value":"7.1"}}"#,
+        r#"{"resourceType":"Basic","id":"b1"}"#,
+        r#"{"id":"x"}"#,
+        "",
+        r#"{"resourceType":"Composition","id":"d1","subject":{"reference":"Patient/p1"},"type":{"coding":[{"system":"http://jpfhir.jp/fhir/Common/CodeSystem/doc-typecodes","code":"57133-1"}]},"date":"2021-05-06","section":[{"text":{"div":"<div>紹介状本文</div>"}}]}"#,
+        r#"{"resourceType":"Observation","id":"o2","subject":{"reference":"Patient/p1"},"code":{"coding":[{"system":"http://medis.or.jp/CodeSystem/master-JLAC10-17digits","code":"5E071000002399901"}]},"valueQuantity":{"value":0.1,"code":"mg/dL"},"effectiveDateTime":"2020-03-04"}"#,
+    ];
+    std::fs::write(&input, lines.join("\n")).expect("write");
+    let out = dir.path().join("out");
+    let report = run(vec![input], &out);
+    assert_eq!(report.records, 11, "the empty line is not a record");
+    assert_eq!(report.loaded, 4);
+    assert_eq!(report.quarantined, 7);
+    let q = quarantine(&out);
+    let by_line: BTreeMap<u64, (&str, Option<&str>)> =
+        q.iter().map(|e| (e.line.expect("line"), (e.reason.as_str(), e.field.as_deref()))).collect();
+    assert_eq!(by_line[&3], ("unresolved_subject", Some("subject")));
+    assert_eq!(by_line[&4].0, "invalid_json");
+    assert_eq!(by_line[&5], ("bad_date", Some("onset")));
+    assert_eq!(by_line[&6], ("wrong_type", Some("onset")));
+    assert_eq!(by_line[&7], ("wrong_type", Some("value_number")));
+    assert_eq!(by_line[&8].0, "unmapped_resource_type");
+    assert_eq!(by_line[&9].0, "not_a_resource");
+    assert!(q.iter().all(|e| e.file.ends_with("mixed.ndjson")));
+    let cells = all_cells(&out);
+    assert!(cells["measurement"].iter().any(|c| c == "true"), "5E… is an infection test");
+    assert_eq!(cells["person"].iter().filter(|c| *c == "id2").count(), 1);
+    assert_no_identifiers(&out, &["ヤマダ", "1950-04-01", "紹介状本文"]);
+    assert_eq!(cells["document"].iter().filter(|c| *c == "referral").count(), 1);
+}
