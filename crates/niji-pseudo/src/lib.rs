@@ -15,12 +15,16 @@ pub mod generalize;
 pub mod key;
 pub mod linkage;
 pub mod normalize;
+#[cfg(feature = "datafusion")]
 pub mod reid;
+#[cfg(feature = "datafusion")]
 pub mod udf;
 
 pub use key::{Domain, ProjectKey, PseudonymKey};
 pub use linkage::{Identifiers, LinkageBasis, PersonLink};
+#[cfg(feature = "datafusion")]
 pub use reid::{ReidReport, reid_report};
+#[cfg(feature = "datafusion")]
 pub use udf::register_udfs;
 
 /// Errors of the pseudonymization crate. Messages name fields, never identifier values.

@@ -1,8 +1,9 @@
 //! Linkage keys in the NDB style and the rules that turn them into `person_id`.
 //!
-//! - **ID1** = HMAC(insurer number, 記号, 番号, birth date, sex), after normalization. The
-//!   branch number (枝番) is validated but left out: sources often omit it, and within one
-//!   card family it only separates dependants who already differ by birth date or sex.
+//! - **ID1** = HMAC(insurer number, 記号, 番号, birth date, sex), after normalization; a
+//!   missing 記号 (後期高齢者医療 cards have none) enters as empty. The branch number (枝番) is
+//!   validated but left out: sources often omit it, and within one card family it only
+//!   separates dependants who already differ by birth date or sex.
 //! - **ID2** = HMAC(kana name, birth date, sex).
 //!
 //! **Stateless rule** ([`link`], one record at a time, used while streaming): `person_id` is
@@ -89,11 +90,15 @@ pub struct PersonLink {
 }
 
 fn id1(key: &PseudonymKey, ids: &Identifiers<'_>, birth: &str, sex: &str) -> Result<Option<String>> {
-    let (Some(ins), Some(kigo), Some(bango)) = (ids.insurer_number, ids.kigo, ids.bango) else {
+    let (Some(ins), Some(bango)) = (ids.insurer_number, ids.bango) else {
         return Ok(None);
     };
     let ins = normalize::insurer_number(ins)?;
-    let kigo = normalize::card_symbol("kigo", kigo)?;
+    // 後期高齢者医療 cards (and some 国保 cards) have no 記号: it enters ID1 as empty, as in the NDB.
+    let kigo = match ids.kigo.filter(|k| !normalize::kana(k).is_empty()) {
+        Some(k) => normalize::card_symbol("kigo", k)?,
+        None => String::new(),
+    };
     let bango = normalize::card_symbol("bango", bango)?;
     Ok(Some(key.pseudonym(Domain::PersonId1, &[&ins, &kigo, &bango, birth, sex])))
 }
@@ -485,6 +490,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(link(&key(), &only_kana).expect("id2").basis, LinkageBasis::Id2);
+        let late_elderly =
+            Identifiers { insurer_number: Some("39131234"), bango: Some("12345678"), ..only_kana.clone() };
+        let l = link(&key(), &late_elderly).expect("no 記号");
+        assert_eq!(l.basis, LinkageBasis::Id1AndId2);
+        let blank_kigo = Identifiers { kigo: Some(" "), ..late_elderly.clone() };
+        assert_eq!(link(&key(), &blank_kigo).expect("blank 記号"), l);
         let src = Identifiers { source_id: Some(("urn:x", "p1")), ..Default::default() };
         assert_eq!(link(&key(), &src).expect("source").basis, LinkageBasis::SourceId);
         assert_eq!(link(&key(), &Identifiers::default()), Err(PseudoError::NoLinkageKey));

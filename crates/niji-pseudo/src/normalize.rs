@@ -193,7 +193,10 @@ pub fn birth_date(s: &str, today: Option<NaiveDate>) -> Result<NaiveDate> {
             (base + yy, num(3..5), num(5..7))
         }
         _ => {
-            return Err(PseudoError::MalformedIdentifier { field: F, reason: "not 8 digits (YYYYMMDD) or 7 (GYYMMDD)" });
+            return Err(PseudoError::MalformedIdentifier {
+                field: F,
+                reason: "not 8 digits (YYYYMMDD) or 7 (GYYMMDD)",
+            });
         }
     };
     let date = NaiveDate::from_ymd_opt(y, m, day)

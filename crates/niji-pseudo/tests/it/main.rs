@@ -3,5 +3,8 @@
 
 mod dictionary;
 mod properties;
+#[cfg(feature = "datafusion")]
 mod reid;
+mod synth;
+#[cfg(feature = "datafusion")]
 mod udf;
