@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod dataset;
 mod error;
+pub mod pipeline;
 pub mod principal;
 pub mod project;
 pub mod query;

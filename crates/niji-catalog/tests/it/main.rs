@@ -7,6 +7,7 @@
 
 mod audit;
 mod budget;
+mod pipeline;
 mod principals;
 mod projects;
 mod support;
