@@ -220,11 +220,11 @@ fn opt_time(ts: Option<i64>) -> String {
     ts.map_or_else(|| "-".to_owned(), time)
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 
-async fn open(data_dir: &Path) -> anyhow::Result<Catalog> {
+pub(crate) async fn open(data_dir: &Path) -> anyhow::Result<Catalog> {
     Catalog::open(data_dir).await.context("opening the catalog")
 }
 

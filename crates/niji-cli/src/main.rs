@@ -8,6 +8,7 @@ mod fhir;
 mod ingest;
 mod keys;
 mod output;
+mod serve;
 mod synth;
 
 use std::path::PathBuf;
@@ -51,6 +52,8 @@ enum Command {
     /// Steward: read and verify the audit chain.
     #[command(subcommand)]
     Audit(catalog::AuditCommand),
+    /// Serve the HTTP API (steward endpoints, datasets, projects, audit) on loopback.
+    Serve(serve::ServeArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Project(cmd) => catalog::run_project(cmd, &cli.data_dir),
         Command::Principal(cmd) => catalog::run_principal(cmd, &cli.data_dir),
         Command::Audit(cmd) => catalog::run_audit(cmd, &cli.data_dir),
+        Command::Serve(args) => serve::run(&args, &cli.data_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
