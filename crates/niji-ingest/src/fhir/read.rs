@@ -141,7 +141,9 @@ fn read_ndjson(
         }
         let loc = Location { line: Some(line_no), entry: None };
         match serde_json::from_slice::<Value>(text) {
-            Ok(v) => f(Unit { loc, resource: check_resource(&v), aliases: None, full_url: None, document_subject: None })?,
+            Ok(v) => {
+                f(Unit { loc, resource: check_resource(&v), aliases: None, full_url: None, document_subject: None })?
+            }
             Err(e) => f(Unit {
                 loc,
                 resource: Err(bad("invalid_json", format!("not valid JSON (column {})", e.column()))),
