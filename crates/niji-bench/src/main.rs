@@ -5,6 +5,7 @@
 //! Usage: `cargo run --release -p niji-bench -- <item>... [--persons N] [--work DIR]`
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark's output is its product
 
+mod fhir;
 mod peer;
 mod receipt;
 
@@ -44,13 +45,14 @@ fn parse() -> anyhow::Result<(Vec<String>, Opts)> {
 }
 
 /// Benchmark items, in run order.
-const ITEMS: &[&str] = &["receipt"];
+const ITEMS: &[&str] = &["fhir", "receipt"];
 
 fn main() -> anyhow::Result<()> {
     let (items, opts) = parse()?;
     std::fs::create_dir_all(&opts.work)?;
     for item in items {
         match item.as_str() {
+            "fhir" => fhir::run(&opts)?,
             "receipt" => receipt::run(&opts)?,
             other => anyhow::bail!("unknown benchmark item `{other}`; items: {}", ITEMS.join(", ")),
         }
