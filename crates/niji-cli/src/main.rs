@@ -8,6 +8,8 @@ mod fhir;
 mod ingest;
 mod keys;
 mod output;
+mod quickstart;
+mod pipeline;
 mod serve;
 mod synth;
 
@@ -52,6 +54,11 @@ enum Command {
     /// Steward: read and verify the audit chain.
     #[command(subcommand)]
     Audit(catalog::AuditCommand),
+    /// Pipelines: run one now, list them, show run history, or run them by schedule.
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
+    /// Run the platform end to end on synthetic data in the data directory (start here).
+    Quickstart(quickstart::QuickstartArgs),
     /// Serve the HTTP API (steward endpoints, datasets, projects, audit) on loopback.
     Serve(serve::ServeArgs),
 }
@@ -78,7 +85,9 @@ fn main() -> ExitCode {
         Command::Project(cmd) => catalog::run_project(cmd, &cli.data_dir),
         Command::Principal(cmd) => catalog::run_principal(cmd, &cli.data_dir),
         Command::Audit(cmd) => catalog::run_audit(cmd, &cli.data_dir),
+        Command::Pipeline(cmd) => pipeline::run(cmd, &cli.data_dir),
         Command::Serve(args) => serve::run(&args, &cli.data_dir),
+        Command::Quickstart(args) => quickstart::run(&args, &cli.data_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
