@@ -8,7 +8,6 @@ mod fhir;
 mod ingest;
 mod keys;
 mod output;
-mod quickstart;
 mod pipeline;
 mod serve;
 mod synth;
@@ -57,8 +56,6 @@ enum Command {
     /// Pipelines: run one now, list them, show run history, or run them by schedule.
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
-    /// Run the platform end to end on synthetic data in the data directory (start here).
-    Quickstart(quickstart::QuickstartArgs),
     /// Serve the HTTP API (steward endpoints, datasets, projects, audit) on loopback.
     Serve(serve::ServeArgs),
 }
@@ -87,7 +84,6 @@ fn main() -> ExitCode {
         Command::Audit(cmd) => catalog::run_audit(cmd, &cli.data_dir),
         Command::Pipeline(cmd) => pipeline::run(cmd, &cli.data_dir),
         Command::Serve(args) => serve::run(&args, &cli.data_dir),
-        Command::Quickstart(args) => quickstart::run(&args, &cli.data_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
