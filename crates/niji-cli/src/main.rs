@@ -9,6 +9,7 @@ mod ingest;
 mod keys;
 mod output;
 mod pipeline;
+mod quickstart;
 mod serve;
 mod synth;
 
@@ -56,6 +57,8 @@ enum Command {
     /// Pipelines: run one now, list them, show run history, or run them by schedule.
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
+    /// Run the platform end to end on synthetic data in the data directory (start here).
+    Quickstart(quickstart::QuickstartArgs),
     /// Serve the HTTP API (steward endpoints, datasets, projects, audit) on loopback.
     Serve(serve::ServeArgs),
 }
@@ -67,7 +70,8 @@ fn init_tracing(verbose: u8) {
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("NIJI_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        // The Delta kernel logs a missing table (normal before a table's first commit) as an error.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},buoyant_kernel::snapshot=off")));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
         Command::Audit(cmd) => catalog::run_audit(cmd, &cli.data_dir),
         Command::Pipeline(cmd) => pipeline::run(cmd, &cli.data_dir),
         Command::Serve(args) => serve::run(&args, &cli.data_dir),
+        Command::Quickstart(args) => quickstart::run(&args, &cli.data_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

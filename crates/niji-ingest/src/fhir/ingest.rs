@@ -72,6 +72,9 @@ pub struct FhirIngestOptions {
     pub batch_rows: usize,
 }
 
+/// A resource's view and the rows it produced.
+type Evaluated<'m> = (&'m View, Vec<Vec<Cell>>);
+
 /// The compiled mapping views.
 #[derive(Debug)]
 pub struct Mappings {
@@ -279,7 +282,7 @@ impl Run<'_> {
         self.key.pseudonym(Domain::Record, &["fhir", key])
     }
 
-    fn eval<'m>(maps: &'m Mappings, res: &Value, unit: &Unit<'_>) -> Option<Result<(&'m View, Vec<Vec<Cell>>)>> {
+    fn eval<'m>(maps: &'m Mappings, res: &Value, unit: &Unit<'_>) -> Option<Result<Evaluated<'m>>> {
         let rt = res.get("resourceType").and_then(Value::as_str)?;
         let view = maps.view(rt)?;
         let env = Env { aliases: unit.aliases, resource_key: unit.full_url };
