@@ -68,7 +68,7 @@ fn schema_carries_class_and_doc_metadata() {
     assert_eq!(schema.metadata().get(TABLE_KEY).map(String::as_str), Some("measurement"));
     let f = schema.field_with_name("value_as_number").expect("column");
     assert_eq!(field_class(f), Some(ColumnClass::Measure));
-    assert_eq!(f.data_type(), &arrow_schema::DataType::Float64);
+    assert_eq!(f.data_type(), &DataType::Float64);
     assert!(f.metadata().get(DOC_KEY).is_some_and(|d| !d.is_empty()));
     assert_eq!(schema.fields().len(), t.columns.len());
 }

@@ -1434,7 +1434,8 @@ mod tests {
     fn boundaries_follow_precision() {
         let r = json!({"resourceType": "Patient", "birthDate": "1970-02", "v": 1});
         assert_eq!(run("birthDate.highBoundary()", &r), vec![json!("1970-02-28")]);
-        assert_eq!(run("v.lowBoundary()", &r), vec![json!(0.95)]);
+        // FHIRPath: an integer has precision 0, so its boundaries are ±0.5 (`1.lowBoundary()` = 0.5).
+        assert_eq!(run("v.lowBoundary()", &r), vec![json!(0.5)]);
     }
 
     #[test]
