@@ -356,3 +356,68 @@ fn truncated_or_bad_identity_fields_quarantine_the_whole_receipt_never_a_fake_pe
         assert!(!e.detail.contains("テスト") && !e.detail.contains("1950"), "no values in quarantine details");
     }
 }
+
+/// The synthetic generator's receipts, care statements, certifications and consent registry
+/// (docs/FORMATS.md) load through these readers with nothing quarantined.
+#[test]
+fn synthetic_sources_ingest_without_quarantine() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = dir.path().join("src");
+    niji_synth::generate(&niji_synth::SynthConfig { persons: 200, ..Default::default() }, &src).expect("synth");
+    let files = |sub: &str| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> =
+            std::fs::read_dir(src.join(sub)).expect("dir").map(|e| e.expect("entry").path()).collect();
+        v.sort();
+        v
+    };
+    let uke = files("receipts");
+    assert!(!uke.is_empty());
+    let (report, stats) = run(&uke, &dir.path().join("r"));
+    let q = quarantine(&dir.path().join("r"));
+    assert_eq!(report.quarantined, 0, "first quarantined: {:?}", q.first());
+    assert!(report.inputs.iter().all(|i| i.error.is_none()));
+    assert!(stats.receipts > 200);
+    let care_files = files("care");
+    let care = niji_ingest::care::run(
+        &care_files,
+        &dir.path().join("c"),
+        &key(),
+        None,
+        &niji_ingest::care::CareLayouts::builtin().expect("layouts"),
+    )
+    .expect("care");
+    let q = quarantine(&dir.path().join("c"));
+    assert_eq!(care.quarantined, 0, "first quarantined: {:?}", q.first());
+    assert!(care.inputs.iter().all(|i| i.error.is_none()));
+    assert!(rows(&dir.path().join("c"), "care_service") > 0);
+    assert!(rows(&dir.path().join("c"), "care_certification") > 0);
+    let reg = niji_ingest::consent::ConsentRegistry::load(&src.join("consent/consent.csv"), &key()).expect("consent");
+    assert!(reg.rows() > 0);
+}
+
+/// The synthetic generator's FHIR (bulk NDJSON and document Bundles) loads through the FHIR
+/// reader with nothing quarantined: the generator and the reader agree on docs/FORMATS.md.
+#[test]
+fn synthetic_fhir_ingests_without_quarantine() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = dir.path().join("src");
+    niji_synth::generate(&niji_synth::SynthConfig { persons: 300, ..Default::default() }, &src).expect("synth");
+    let mut inputs: Vec<PathBuf> = Vec::new();
+    for sub in ["fhir", "fhir/bundles"] {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(src.join(sub))
+            .expect("dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.is_file())
+            .collect();
+        v.sort();
+        inputs.extend(v);
+    }
+    let out = dir.path().join("f");
+    let opts = niji_ingest::fhir::FhirIngestOptions { inputs, out: out.clone(), batch_rows: 1024 };
+    let report = niji_ingest::fhir::ingest(&opts, &key()).expect("fhir ingest");
+    let q = quarantine(&out);
+    assert_eq!(report.quarantined, 0, "first quarantined: {:?}", q.first());
+    assert!(report.check_balanced().is_ok());
+    assert!(rows(&out, "person") > 0);
+    assert!(rows(&out, "measurement") > 0);
+}
