@@ -315,6 +315,8 @@ where
 
     fn close_receipt(&mut self) -> Result<()> {
         let Some(p) = self.current.take() else { return Ok(()) };
+        // The GO trailer counts every receipt in the file, whatever becomes of it here.
+        self.receipts_in_file += 1;
         self.map_receipt(&p)
     }
 
@@ -419,7 +421,6 @@ where
             return Ok(());
         }
         // From here the receipt maps; lines fail one by one.
-        self.receipts_in_file += 1;
         self.stats.receipts += 1;
         let claim_id = self.record_id(p.re_line, None);
         let mut span: Option<(NaiveDate, NaiveDate)> = None;

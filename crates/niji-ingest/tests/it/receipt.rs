@@ -421,3 +421,38 @@ fn synthetic_fhir_ingests_without_quarantine() {
     assert!(rows(&out, "person") > 0);
     assert!(rows(&out, "measurement") > 0);
 }
+
+/// The GO trailer counts every receipt of the file, including one that is quarantined, so a
+/// correct trailer raises no mismatch warning.
+#[test]
+fn trailer_counts_quarantined_receipts_too() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let re = |n: u32, birth: &str| {
+        let mut f = vec![String::new(); 38];
+        f[0] = "RE".into();
+        f[1] = n.to_string();
+        f[2] = "1112".into();
+        f[3] = "202401".into();
+        f[4] = "氏名".into();
+        f[5] = "1".into();
+        f[6] = birth.into();
+        f[36] = "シメイ".into();
+        f.join(",")
+    };
+    let text = [
+        "IR,1,13,1,1234567,,クリニック,202401,00,0300000000".to_owned(),
+        re(1, "19500101"),
+        "HO,06137807,１,２,1,100,,,,,,,,,".to_owned(),
+        re(2, "19501399"),
+        "HO,06137807,１,３,1,100,,,,,,,,,".to_owned(),
+        "GO,2,200,99".to_owned(),
+    ]
+    .join("\r\n")
+        + "\r\n";
+    let input = write(dir.path(), "t.UKE", &sjis(&text));
+    let out = dir.path().join("o");
+    let (report, stats) = run(&[input], &out);
+    assert_eq!(stats.receipts, 1, "one receipt maps");
+    assert!(report.quarantined >= 2, "the bad receipt's lines are quarantined");
+    assert_eq!(report.warnings.get("trailer_receipt_count_mismatch"), None, "{:?}", report.warnings);
+}
