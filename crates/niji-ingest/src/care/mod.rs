@@ -25,9 +25,9 @@ use niji_pseudo::linkage::{Identifiers, PersonLink, link};
 use niji_pseudo::{Domain, PseudoError, PseudonymKey};
 
 use crate::consent::{ConsentDecision, ConsentGate};
-use crate::receipt::{Outputs, fields};
-use crate::report::{IngestReport, InputReport, QuarantineWriter, Quarantined};
-use crate::sink::{CdmSink, Value};
+use crate::receipt::{Outputs, fields, run_files};
+use crate::report::{IngestReport, InputReport, Quarantined};
+use crate::sink::Value;
 use crate::{IngestError, Result};
 use layout::{CellError, Layout, Row};
 
@@ -119,34 +119,7 @@ pub fn run(
     consent: Option<&ConsentGate>,
     layouts: &CareLayouts,
 ) -> Result<IngestReport> {
-    let mut sink = CdmSink::create(out)?;
-    let mut quarantine = QuarantineWriter::create(&out.join("_quarantine.ndjson"))?;
-    let mut report = IngestReport::new(SOURCE, key.key_id());
-    for path in inputs {
-        let mut o = Outputs { sink: &mut sink, quarantine: &mut quarantine, report: &mut report };
-        match ingest_file(path, key, consent, layouts, &mut o) {
-            Ok(input) => report.add_input(input),
-            Err(
-                e @ (IngestError::Read { .. }
-                | IngestError::NotCp932 { .. }
-                | IngestError::Utf8NotCp932 { .. }
-                | IngestError::Header { .. }),
-            ) => {
-                tracing::warn!(file = %path.display(), error = %e, "care file skipped");
-                report.add_input(InputReport {
-                    file: path.display().to_string(),
-                    error: Some(e.to_string()),
-                    ..Default::default()
-                });
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    quarantine.finish()?;
-    report.rows_per_table = sink.finish()?;
-    report.check_balanced()?;
-    report.write_json(&out.join("_report.json"))?;
-    Ok(report)
+    run_files(SOURCE, inputs, out, key.key_id(), |path, o| ingest_file(path, key, consent, layouts, o))
 }
 
 /// Read one care file (benefit statements or certifications, told apart by the header).

@@ -86,16 +86,37 @@ pub fn run(
     key: &PseudonymKey,
     consent: Option<&ConsentGate>,
 ) -> Result<(IngestReport, ReceiptStats)> {
+    let mut stats = ReceiptStats::default();
+    let report =
+        run_files(SOURCE, inputs, out, key.key_id(), |path, o| ingest_file(path, key, consent, o, &mut stats))?;
+    Ok((report, stats))
+}
+
+/// The file-at-a-time driver shared by the line-based readers (receipts, care): one sink,
+/// quarantine file and report for all inputs. A file that cannot be read, decoded or
+/// recognised is listed in the report with its error and the run goes on; any other error
+/// stops the run. The report must add up before it is written.
+pub(crate) fn run_files(
+    source: &str,
+    inputs: &[PathBuf],
+    out: &Path,
+    key_id: &str,
+    mut ingest_file: impl FnMut(&Path, &mut Outputs<'_>) -> Result<InputReport>,
+) -> Result<IngestReport> {
     let mut sink = CdmSink::create(out)?;
     let mut quarantine = QuarantineWriter::create(&out.join("_quarantine.ndjson"))?;
-    let mut report = IngestReport::new(SOURCE, key.key_id());
-    let mut stats = ReceiptStats::default();
+    let mut report = IngestReport::new(source, key_id);
     for path in inputs {
         let mut o = Outputs { sink: &mut sink, quarantine: &mut quarantine, report: &mut report };
-        match ingest_file(path, key, consent, &mut o, &mut stats) {
+        match ingest_file(path, &mut o) {
             Ok(input) => report.add_input(input),
-            Err(e @ (IngestError::Read { .. } | IngestError::NotCp932 { .. } | IngestError::Utf8NotCp932 { .. })) => {
-                tracing::warn!(file = %path.display(), error = %e, "receipt file skipped");
+            Err(
+                e @ (IngestError::Read { .. }
+                | IngestError::NotCp932 { .. }
+                | IngestError::Utf8NotCp932 { .. }
+                | IngestError::Header { .. }),
+            ) => {
+                tracing::warn!(source, file = %path.display(), error = %e, "file skipped");
                 report.add_input(InputReport {
                     file: path.display().to_string(),
                     error: Some(e.to_string()),
@@ -109,7 +130,7 @@ pub fn run(
     report.rows_per_table = sink.finish()?;
     report.check_balanced()?;
     report.write_json(&out.join("_report.json"))?;
-    Ok((report, stats))
+    Ok(report)
 }
 
 /// Read, decode and map one `.UKE` file. File-level failures (unreadable, not CP932) are
