@@ -2,27 +2,21 @@
 //! defaults (local files, SQLite) in the data directory:
 //!
 //! 1. synthetic sources for N persons (`<data-dir>/landing`, kept between runs);
-//! 2. FHIR, receipt and care ingest with the consent registry applied (opt-out, purpose
-//!    research), CDM Parquet under `<data-dir>/staging/<source>`, each run report checked to add up;
-//! 3. the catalog: dataset definitions from `catalog/*.toml`, a demo steward and researcher, a
+//! 2. the catalog: dataset definitions from `catalog/*.toml`, a demo steward and researcher, a
 //!    demo project with a budget, a researcher token, and the audit chain verified;
-//! 4. the pipelines in `./pipelines` (ehr, claims, care) into Delta tables, each registering a
-//!    dataset version pending review, which the demo steward then approves.
+//! 3. the pipelines in `./pipelines` (ehr, claims, care): ingest with the consent registry
+//!    applied, Delta tables under `<data-dir>/lake`, each registering a dataset version pending
+//!    review, which the demo steward then approves.
 //!
-//! Reruns reuse the landing zone and redo the ingest into a clean staging folder.
+//! Reruns reuse the landing zone; the pipelines then find no new files and register nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use niji_catalog::{Budget, Catalog, DatasetDef, Mode, Role, VersionStatus, project::NewProject};
-use niji_ingest::care::CareLayouts;
-use niji_ingest::consent::{ConsentGate, ConsentPolicy, ConsentRegistry};
-use niji_ingest::fhir::{FhirIngestOptions, ingest as fhir_ingest};
-use niji_ingest::report::IngestReport;
-use niji_ingest::sink::CdmSink;
 use niji_synth::SynthConfig;
 
-use crate::{catalog, keys, output, pipeline};
+use crate::{catalog, output, pipeline};
 
 /// The dataset definitions shipped with the repository, embedded so quickstart runs from any folder.
 const DATASETS: &[(&str, &str)] = &[
@@ -42,49 +36,20 @@ pub struct QuickstartArgs {
     pub seed: u64,
 }
 
-/// Files directly in `dir` whose name ends with one of `suffixes`, sorted.
-fn files(dir: &Path, suffixes: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    if !dir.exists() {
-        return Ok(out);
-    }
-    for e in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let p = e?.path();
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if p.is_file() && suffixes.iter().any(|s| name.ends_with(s)) {
-            out.push(p);
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-fn fresh(dir: &Path) -> anyhow::Result<PathBuf> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
-    }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir.to_owned())
-}
-
-fn print_report(label: &str, r: &IngestReport) {
-    output::line(format_args!(
-        "{label:<8} {:>9} records  {:>9} loaded  {:>6} quarantined  {:>6} consent-excluded",
-        r.records, r.loaded, r.quarantined, r.consent_excluded
-    ));
-    for (reason, n) in &r.quarantined_by_reason {
-        output::line(format_args!("{:<8}   quarantined {reason}: {n}", ""));
-    }
-}
-
 /// Run `niji quickstart`.
 pub fn run(args: &QuickstartArgs, data_dir: &Path) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let specs = Path::new("pipelines");
+    if !specs.is_dir() {
+        anyhow::bail!("no ./pipelines folder here: run quickstart from the repository root");
+    }
     let landing = data_dir.join("landing");
     if landing.join("manifest.json").exists() {
         output::line(format_args!("1. sources: reusing {}", landing.display()));
     } else {
-        fresh(&landing)?;
+        if landing.exists() {
+            std::fs::remove_dir_all(&landing).with_context(|| format!("clearing {}", landing.display()))?;
+        }
         let cfg = SynthConfig { persons: args.persons, seed: args.seed, ..SynthConfig::default() };
         let s = niji_synth::generate(&cfg, &landing).context("generating synthetic sources")?;
         output::line(format_args!(
@@ -95,79 +60,31 @@ pub fn run(args: &QuickstartArgs, data_dir: &Path) -> anyhow::Result<()> {
         ));
     }
 
-    // The quickstart always uses the public demo key unless the operator set one.
-    let key = keys::load(None)?;
-    let registry = ConsentRegistry::load(&landing.join("consent/consent.csv"), &key)
-        .context("loading the consent registry")?
-        .with_policy(ConsentPolicy::OptOut);
-    let gate = ConsentGate::today(registry, "research");
-    let staging = data_dir.join("staging");
-    output::line(format_args!(
-        "2. ingest (key id {}; consent opt-out, purpose research, gated at receipt and care ingest; \
-         FHIR has no ingest-time gate yet: `niji pipeline run ehr` applies consent to its rows):",
-        key.key_id()
-    ));
-
-    let mut fhir_inputs = files(&landing.join("fhir"), &[".ndjson"])?;
-    fhir_inputs.extend(files(&landing.join("fhir/bundles"), &[".json"])?);
-    let opts = FhirIngestOptions {
-        inputs: fhir_inputs,
-        out: fresh(&staging.join("fhir"))?,
-        batch_rows: CdmSink::DEFAULT_BATCH_ROWS,
-    };
-    let fhir = fhir_ingest(&opts, &key).context("FHIR ingest")?;
-    print_report("fhir", &fhir);
-    let receipts = files(&landing.join("receipts"), &[".UKE"])?;
-    let (receipt, _) = niji_ingest::receipt::run(&receipts, &fresh(&staging.join("receipt"))?, &key, Some(&gate))
-        .context("receipt ingest")?;
-    print_report("receipt", &receipt);
-    let care_inputs = files(&landing.join("care"), &[".csv"])?;
-    let care = niji_ingest::care::run(
-        &care_inputs,
-        &fresh(&staging.join("care"))?,
-        &key,
-        Some(&gate),
-        &CareLayouts::builtin()?,
-    )
-    .context("care ingest")?;
-    print_report("care", &care);
-    for (label, r) in [("fhir", &fhir), ("receipt", &receipt), ("care", &care)] {
-        r.check_balanced().with_context(|| format!("{label} report"))?;
-        let rows: Vec<String> = r.rows_per_table.iter().map(|(t, n)| format!("{t} {n}")).collect();
-        output::line(format_args!("{label:<8}   rows: {}", rows.join(", ")));
-    }
-
     catalog::runtime()?.block_on(async {
         let c = catalog::open(data_dir).await?;
         setup_catalog(&c).await
     })?;
 
-    let specs = Path::new("pipelines");
-    if specs.is_dir() {
-        output::line("4. pipelines (Delta tables under <data-dir>/lake, a dataset version pending review each):");
-        for name in ["ehr", "claims", "care"] {
-            let cmd = pipeline::PipelineCommand::Run {
-                name: name.to_owned(),
-                common: pipeline::Common { dir: specs.to_owned(), key_file: None },
-                wait: 0,
-                json: false,
-                quiet: true,
-            };
-            pipeline::run(cmd, data_dir).with_context(|| format!("pipeline {name}"))?;
-        }
-        catalog::runtime()?.block_on(async {
-            let c = catalog::open(data_dir).await?;
-            let steward = c.principal_by_name("demo-steward").await?.actor();
-            let pending = c.versions(Some(VersionStatus::Pending), None).await?;
-            for v in &pending {
-                c.approve(v.id, &steward, "quickstart demo approval").await?;
-                output::line(format_args!("5. approved {} version {} as demo-steward", v.dataset, v.id));
-            }
-            anyhow::Ok(())
-        })?;
-    } else {
-        output::line("4. pipelines: no ./pipelines folder here (run from the repository root to load Delta tables)");
+    output::line("3. pipelines (consent opt-out, purpose research; Delta tables under <data-dir>/lake):");
+    for name in ["ehr", "claims", "care"] {
+        let cmd = pipeline::PipelineCommand::Run {
+            name: name.to_owned(),
+            common: pipeline::Common { dir: specs.to_owned(), key_file: None },
+            wait: 0,
+            json: false,
+            quiet: true,
+        };
+        pipeline::run(cmd, data_dir).with_context(|| format!("pipeline {name}"))?;
     }
+    catalog::runtime()?.block_on(async {
+        let c = catalog::open(data_dir).await?;
+        let steward = c.principal_by_name("demo-steward").await?.actor();
+        for v in c.versions(Some(VersionStatus::Pending), None).await? {
+            c.approve(v.id, &steward, "quickstart demo approval").await?;
+            output::line(format_args!("4. approved {} version {} as demo-steward", v.dataset, v.id));
+        }
+        anyhow::Ok(())
+    })?;
     output::line(format_args!("done in {:.1} s; data in {}", started.elapsed().as_secs_f64(), data_dir.display()));
     Ok(())
 }
@@ -207,7 +124,7 @@ async fn setup_catalog(c: &Catalog) -> anyhow::Result<()> {
     let token = c.issue_token("cli:quickstart", researcher.id, None).await?;
     let audit = c.verify_audit().await?;
     output::line(format_args!(
-        "3. catalog: {} datasets; project demo (id {project}) with researcher demo-researcher",
+        "2. catalog: {} datasets; project demo (id {project}) with researcher demo-researcher",
         defs.len()
     ));
     output::line(format_args!("   researcher token (shown once): {}", token.token));
