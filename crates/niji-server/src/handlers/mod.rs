@@ -2,7 +2,10 @@
 
 pub mod audit;
 pub mod datasets;
+pub mod meta;
+pub mod pipelines;
 pub mod projects;
+pub mod queries;
 pub mod versions;
 
 use axum::Json;
@@ -10,9 +13,16 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 
 use crate::ApiError;
 
-/// Unwrap a JSON body or turn the rejection into `invalid_request`.
+/// Unwrap a JSON body or turn the rejection into `payload_too_large` (over the body limit) or
+/// `invalid_request`.
 pub(crate) fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    payload.map(|Json(t)| t).map_err(|r| ApiError::BadRequest(r.body_text()))
+    payload.map(|Json(t)| t).map_err(|r| {
+        if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(crate::routes::BODY_LIMIT)
+        } else {
+            ApiError::BadRequest(r.body_text())
+        }
+    })
 }
 
 /// Unwrap a query string or turn the rejection into `invalid_request`.
