@@ -45,9 +45,12 @@ pub enum QueryError {
     /// No dataset of the project has an approved version yet.
     #[error("no dataset of this project has a steward-approved version yet")]
     NoApprovedVersion,
-    /// `dp` mode is not available.
-    #[error("mode dp is not available: {0}")]
-    DpUnavailable(&'static str),
+    /// The differential-privacy layer refused or failed.
+    #[error(transparent)]
+    Dp(niji_dp::DpError),
+    /// The project's budget cannot pay for the query.
+    #[error("the project's privacy budget cannot pay for this query")]
+    BudgetExhausted,
     /// Request parameters out of range.
     #[error("invalid request: {0}")]
     InvalidRequest(&'static str),
@@ -96,7 +99,8 @@ impl QueryError {
             QueryError::ProjectExpired(_) => "project_expired",
             QueryError::ModeNotAllowed(_) => "mode_not_allowed",
             QueryError::NoApprovedVersion => "no_approved_version",
-            QueryError::DpUnavailable(_) => "dp_unavailable",
+            QueryError::Dp(e) => e.code(),
+            QueryError::BudgetExhausted => "budget_exhausted",
             QueryError::InvalidRequest(_) => "invalid_request",
             QueryError::Plan(_) => "sql_plan",
             QueryError::Execution => "execution_failed",
@@ -124,7 +128,12 @@ impl QueryError {
             QueryError::ProjectNotFound(_) => Kind::NotFound,
             QueryError::Memory(_) | QueryError::Timeout(_) => Kind::Limit,
             QueryError::Busy => Kind::Busy,
-            QueryError::DpUnavailable(_) => Kind::Unavailable,
+            QueryError::Dp(niji_dp::DpError::Mechanism { .. } | niji_dp::DpError::ShareExceeded { .. }) => {
+                Kind::Internal
+            }
+            QueryError::Dp(niji_dp::DpError::Execution { .. }) => Kind::BadRequest,
+            QueryError::Dp(_) => Kind::BadRequest,
+            QueryError::BudgetExhausted => Kind::Forbidden,
         }
     }
 

@@ -91,6 +91,12 @@ pub struct QueryRequest {
     /// Check and cost the query without running or charging it.
     #[serde(default)]
     pub dry_run: bool,
+    /// DP: groups one person may contribute to (L); default in docs/DP.md.
+    #[serde(default)]
+    pub max_groups_per_person: Option<u32>,
+    /// DP: rows one person contributes per group (C); default in docs/DP.md.
+    #[serde(default)]
+    pub max_rows_per_person: Option<u32>,
 }
 
 /// Noise added to one output column.
@@ -104,6 +110,20 @@ pub struct NoiseInfo {
     pub scale: f64,
     /// Half-width of the 95 % interval of the noise.
     pub ci95: f64,
+    /// What the noise is on (`count`, `sum`, `avg_sum`, `avg_count`, `median`, `partition_selection`).
+    pub statistic: String,
+    /// Partition selection: the threshold a group's noisy person count had to reach.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<i64>,
+}
+
+/// An (ε, δ) amount.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Cost {
+    /// ε.
+    pub epsilon: f64,
+    /// δ.
+    pub delta: f64,
 }
 
 /// Budget left, as (ε, δ).
@@ -128,6 +148,15 @@ pub struct Privacy {
     pub budget_remaining: Remaining,
     /// Noise per output column (`dp`).
     pub noise: Vec<NoiseInfo>,
+    /// `dp`: what this query costs (charged unless cached or a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Cost>,
+    /// `dp`: contribution bounds in effect (groups per person, rows per person and group).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_groups_per_person: Option<u32>,
+    /// `dp`: rows one person contributes per group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_rows_per_person: Option<u32>,
     /// `sdc`: the minimum distinct persons per released cell.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub k: Option<u32>,
@@ -224,21 +253,111 @@ impl std::fmt::Debug for QueryService {
 }
 
 /// What the CPU side needs, owned.
+#[derive(Clone)]
 struct Prepared {
     project: niji_catalog::Project,
     mode: Mode,
     datasets: Vec<ExposedDataset>,
-    sql: String,
-    dry_run: bool,
+    defs: Vec<DatasetDef>,
+    req: QueryRequest,
 }
 
-/// What the CPU side returns.
+/// What the CPU side returns for sdc and extract.
 struct Computed {
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
     plan_digest: String,
     suppressed: Option<u64>,
     truncated: Option<bool>,
+}
+
+/// A planned query in its session.
+struct Planned {
+    ctx: SessionContext,
+    plan: datafusion::logical_expr::LogicalPlan,
+    plan_digest: String,
+}
+
+/// What a `dp` answer carries in the result cache besides its rows.
+#[derive(Serialize, serde::Deserialize)]
+struct CachedEnvelope {
+    query_id: String,
+    noise: Vec<CachedNoise>,
+    max_groups_per_person: u32,
+    max_rows_per_person: u32,
+}
+
+#[derive(Serialize, serde::Deserialize)]
+struct CachedNoise {
+    column: String,
+    mechanism: String,
+    scale: f64,
+    ci95: f64,
+    statistic: String,
+    threshold: Option<i64>,
+}
+
+impl From<&NoiseInfo> for CachedNoise {
+    fn from(n: &NoiseInfo) -> Self {
+        CachedNoise {
+            column: n.column.clone(),
+            mechanism: n.mechanism.clone(),
+            scale: n.scale,
+            ci95: n.ci95,
+            statistic: n.statistic.clone(),
+            threshold: n.threshold,
+        }
+    }
+}
+
+impl From<CachedNoise> for NoiseInfo {
+    fn from(n: CachedNoise) -> Self {
+        NoiseInfo {
+            column: n.column,
+            mechanism: n.mechanism,
+            scale: n.scale,
+            ci95: n.ci95,
+            statistic: n.statistic,
+            threshold: n.threshold,
+        }
+    }
+}
+
+fn noise_info(columns: &[niji_dp::DpColumn]) -> Vec<NoiseInfo> {
+    columns
+        .iter()
+        .map(|c| NoiseInfo {
+            column: c.column.clone(),
+            mechanism: c.noise.mechanism.to_owned(),
+            scale: c.noise.scale,
+            ci95: c.noise.ci95,
+            statistic: c.statistic.to_owned(),
+            threshold: c.noise.threshold,
+        })
+        .collect()
+}
+
+/// Cache bytes: a length-prefixed JSON envelope, then the rows as an Arrow IPC stream.
+fn encode_cached(env: &CachedEnvelope, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    let head = serde_json::to_vec(env).map_err(|e| QueryError::Internal(e.to_string()))?;
+    let len = u32::try_from(head.len()).map_err(|e| QueryError::Internal(e.to_string()))?;
+    let mut out = len.to_le_bytes().to_vec();
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&encode::arrow_ipc(schema, batches)?);
+    Ok(out)
+}
+
+fn decode_cached(bytes: &[u8]) -> Result<(CachedEnvelope, SchemaRef, Vec<RecordBatch>)> {
+    let bad = |what: &str| QueryError::Internal(format!("a cached answer is corrupt: {what}"));
+    let len = bytes.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()).ok_or_else(|| bad("length"))?;
+    let len = u32::from_le_bytes(len) as usize;
+    let head = bytes.get(4..4 + len).ok_or_else(|| bad("header"))?;
+    let env: CachedEnvelope = serde_json::from_slice(head).map_err(|_| bad("header json"))?;
+    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(&bytes[4 + len..]), None)
+        .map_err(|_| bad("arrow stream"))?;
+    let schema = reader.schema();
+    let batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(|_| bad("arrow batch"))?;
+    Ok((env, schema, batches))
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -269,6 +388,10 @@ fn exec_error(e: &DataFusionError, memory_bytes: usize) -> QueryError {
         }
         _ => QueryError::Execution,
     }
+}
+
+fn dp_error(e: niji_dp::DpError) -> QueryError {
+    QueryError::Dp(e)
 }
 
 impl QueryService {
@@ -351,7 +474,7 @@ impl QueryService {
         if datasets.is_empty() {
             return Err(QueryError::NoApprovedVersion);
         }
-        Ok(Prepared { project, mode, datasets, sql: req.sql.clone(), dry_run: req.dry_run })
+        Ok(Prepared { project, mode, datasets, defs, req: req.clone() })
     }
 
     /// Answer a query for an authenticated caller.
@@ -361,86 +484,236 @@ impl QueryService {
             return Err(QueryError::InvalidRequest("epsilon and delta apply to mode dp only"));
         }
         let prepared = self.permit(caller, req).await?;
-        if prepared.mode == Mode::Dp {
-            return Err(QueryError::DpUnavailable("the differential-privacy layer is not installed in this build"));
-        }
         let limits = &self.inner.limits;
         let deadline = tokio::time::Instant::now() + limits.timeout;
-        let secs = limits.timeout.as_secs();
         let _slot = tokio::time::timeout_at(deadline, self.inner.slots.acquire())
             .await
             .map_err(|_| QueryError::Busy)?
             .map_err(|_| QueryError::Busy)?;
+        match prepared.mode {
+            Mode::Dp => self.run_dp(caller, prepared, deadline).await,
+            _ => self.run_plain(caller, prepared, deadline).await,
+        }
+    }
+
+    /// Run `fut` on the CPU runtime within the deadline; abort it when the deadline passes.
+    async fn on_cpu<T: Send + 'static>(
+        &self,
+        deadline: tokio::time::Instant,
+        fut: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
         let handle = self.inner.cpu.handle().ok_or_else(|| QueryError::Internal("query runtime stopped".into()))?;
-        let this = self.clone();
-        let mode = prepared.mode;
-        let project_name = prepared.project.name.clone();
-        let datasets = prepared.datasets.clone();
-        let dry_run = prepared.dry_run;
-        let project_row = prepared.project.clone();
-        let task = handle.spawn(async move { this.compute(prepared).await });
+        let task = handle.spawn(fut);
         let abort = task.abort_handle();
-        let computed = match tokio::time::timeout_at(deadline, task).await {
-            Ok(Ok(r)) => r?,
-            Ok(Err(join)) => return Err(QueryError::Internal(format!("query task failed: {join}"))),
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(join)) => Err(QueryError::Internal(format!("query task failed: {join}"))),
             Err(_) => {
                 abort.abort();
+                let secs = self.inner.limits.timeout.as_secs();
                 tracing::warn!(timeout_s = secs, "query timed out");
-                return Err(QueryError::Timeout(secs));
+                Err(QueryError::Timeout(secs))
             }
-        };
+        }
+    }
+
+    fn versions(p: &Prepared) -> BTreeMap<String, i64> {
+        p.datasets.iter().map(|d| (d.policy.dataset.clone(), d.version_id)).collect()
+    }
+
+    async fn record(
+        &self,
+        caller: &Principal,
+        p: &Prepared,
+        query_id: &str,
+        plan_digest: &str,
+        cost: Budget,
+        schema: &SchemaRef,
+        rows: usize,
+    ) -> Result<()> {
+        self.inner
+            .catalog
+            .record_query(&QueryRecord {
+                query_id: query_id.to_owned(),
+                project_id: p.project.id,
+                principal: caller.name.clone(),
+                sql_digest: sha256_hex(p.req.sql.as_bytes()),
+                plan_digest: plan_digest.to_owned(),
+                dataset_versions: Self::versions(p),
+                mode: p.mode,
+                cost,
+                result_rows: i64::try_from(rows).unwrap_or(i64::MAX),
+                result_columns: i64::try_from(schema.fields().len()).unwrap_or(i64::MAX),
+            })
+            .await?;
+        Ok(())
+    }
+
+    fn privacy(p: &Prepared, remaining: Budget) -> Privacy {
+        let mode = p.mode;
+        Privacy {
+            mode,
+            epsilon_spent: 0.0,
+            delta_spent: 0.0,
+            budget_remaining: Remaining { epsilon: remaining.epsilon(), delta: remaining.delta() },
+            noise: Vec::new(),
+            cost: None,
+            max_groups_per_person: None,
+            max_rows_per_person: None,
+            k: (mode == Mode::Sdc)
+                .then(|| p.datasets.iter().map(|d| d.policy.k).max().unwrap_or(niji_policy::DEFAULT_K)),
+            rounding: (mode == Mode::Sdc).then(|| p.datasets.iter().map(|d| d.policy.rounding).max().unwrap_or(1)),
+            suppressed_rows: None,
+            row_cap: (mode == Mode::Extract)
+                .then(|| p.datasets.iter().map(|d| d.policy.extract_row_cap).min().unwrap_or(0)),
+            truncated: None,
+            cached: false,
+            dry_run: p.req.dry_run,
+        }
+    }
+
+    /// `sdc` and `extract`.
+    async fn run_plain(&self, caller: &Principal, p: Prepared, deadline: tokio::time::Instant) -> Result<QueryAnswer> {
+        let this = self.clone();
+        let cpu_p = p.clone();
+        let computed = self.on_cpu(deadline, async move { this.compute(cpu_p).await }).await?;
         let query_id = new_query_id();
-        let dataset_versions: BTreeMap<String, i64> =
-            datasets.iter().map(|d| (d.policy.dataset.clone(), d.version_id)).collect();
-        let policy = &datasets[0].policy;
         let rows: usize = computed.batches.iter().map(RecordBatch::num_rows).sum();
-        if !dry_run {
-            self.inner
-                .catalog
-                .record_query(&QueryRecord {
-                    query_id: query_id.clone(),
-                    project_id: project_row.id,
-                    principal: caller.name.clone(),
-                    sql_digest: sha256_hex(req.sql.as_bytes()),
-                    plan_digest: computed.plan_digest.clone(),
-                    dataset_versions: dataset_versions.clone(),
-                    mode,
-                    cost: Budget::default(),
-                    result_rows: i64::try_from(rows).unwrap_or(i64::MAX),
-                    result_columns: i64::try_from(computed.schema.fields().len()).unwrap_or(i64::MAX),
-                })
+        if !p.req.dry_run {
+            self.record(caller, &p, &query_id, &computed.plan_digest, Budget::default(), &computed.schema, rows)
                 .await?;
         }
-        let remaining = project_row.remaining();
-        tracing::info!(query_id = %query_id, mode = %mode, rows, project = %project_name, "query answered");
+        tracing::info!(query_id = %query_id, mode = %p.mode, rows, "query answered");
+        let mut privacy = Self::privacy(&p, p.project.remaining());
+        privacy.suppressed_rows = computed.suppressed;
+        privacy.truncated = computed.truncated;
         Ok(QueryAnswer {
             query_id,
             schema: computed.schema,
             batches: computed.batches,
-            privacy: Privacy {
-                mode,
-                epsilon_spent: 0.0,
-                delta_spent: 0.0,
-                budget_remaining: Remaining { epsilon: remaining.epsilon(), delta: remaining.delta() },
-                noise: Vec::new(),
-                k: (mode == Mode::Sdc).then_some(datasets.iter().map(|d| d.policy.k).max().unwrap_or(policy.k)),
-                rounding: (mode == Mode::Sdc)
-                    .then_some(datasets.iter().map(|d| d.policy.rounding).max().unwrap_or(policy.rounding)),
-                suppressed_rows: computed.suppressed,
-                row_cap: (mode == Mode::Extract)
-                    .then_some(datasets.iter().map(|d| d.policy.extract_row_cap).min().unwrap_or(0)),
-                truncated: computed.truncated,
-                cached: false,
-                dry_run,
-            },
-            dataset_versions,
+            privacy,
+            dataset_versions: Self::versions(&p),
         })
     }
 
-    /// Plan and execute on the CPU runtime.
-    async fn compute(&self, p: Prepared) -> Result<Computed> {
+    /// `dp`: analyse, then a cached answer, or execute, charge atomically, cache and release.
+    async fn run_dp(&self, caller: &Principal, p: Prepared, deadline: tokio::time::Instant) -> Result<QueryAnswer> {
+        let epsilon = p
+            .req
+            .epsilon
+            .ok_or(QueryError::InvalidRequest("mode dp needs epsilon (and delta > 0 for private GROUP BY keys)"))?;
+        let params = niji_dp::DpParams {
+            request: niji_dp::Request { epsilon, delta: p.req.delta.unwrap_or(0.0) },
+            max_groups_per_person: p.req.max_groups_per_person,
+            max_rows_per_person: p.req.max_rows_per_person,
+        };
+        let this = self.clone();
+        let cpu_p = p.clone();
+        let (planned, dp) = self
+            .on_cpu(deadline, async move {
+                let planned = this.plan(&cpu_p).await?;
+                let default = cpu_p.datasets.first().map(|d| d.policy.dataset.clone()).unwrap_or_default();
+                let resolve = move |t: &datafusion::common::TableReference| -> Option<(String, String)> {
+                    use datafusion::common::TableReference as T;
+                    match t {
+                        T::Bare { table } => Some((default.clone(), table.to_string())),
+                        T::Partial { schema, table } => Some((schema.to_string(), table.to_string())),
+                        T::Full { catalog, schema, table } if catalog.as_ref() == session::CATALOG => {
+                            Some((schema.to_string(), table.to_string()))
+                        }
+                        T::Full { .. } => None,
+                    }
+                };
+                let dp = niji_dp::DpPlan::analyse(&planned.plan, &resolve, &cpu_p.defs, &params).map_err(dp_error)?;
+                Ok((planned, dp))
+            })
+            .await?;
+        let (eps, delta) = dp.cost();
+        let cost = Budget::from_f64(eps, delta)?;
+        let (groups, rows_per) = dp.bounds_in_effect();
+        let mut privacy = Self::privacy(&p, p.project.remaining());
+        privacy.cost = Some(Cost { epsilon: eps, delta });
+        privacy.max_groups_per_person = Some(groups);
+        privacy.max_rows_per_person = Some(rows_per);
+        let versions = Self::versions(&p);
+        if p.req.dry_run {
+            privacy.noise = noise_info(&dp.expected_noise().map_err(dp_error)?);
+            let schema: SchemaRef = Arc::new(planned.plan.schema().as_arrow().clone());
+            return Ok(QueryAnswer {
+                query_id: new_query_id(),
+                schema,
+                batches: Vec::new(),
+                privacy,
+                dataset_versions: versions,
+            });
+        }
+        // T9: the same question (plan, versions, parameters) gets the same answer and no new charge.
+        let key = sha256_hex(
+            format!(
+                "dp/v1\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}",
+                p.project.id,
+                serde_json::to_string(&versions).unwrap_or_default(),
+                cost.epsilon_micro,
+                cost.delta_pico,
+                dp.normalized_key()
+            )
+            .as_bytes(),
+        );
+        if let Some(hit) = self.inner.catalog.cache_get(&key).await?
+            && hit.project_id == p.project.id
+        {
+            let (env, schema, batches) = decode_cached(&hit.result)?;
+            privacy.cached = true;
+            privacy.noise = env.noise.into_iter().map(NoiseInfo::from).collect();
+            tracing::info!(query_id = %env.query_id, "dp answer from cache");
+            return Ok(QueryAnswer { query_id: env.query_id, schema, batches, privacy, dataset_versions: versions });
+        }
+        let remaining = p.project.remaining();
+        if cost.epsilon_micro > remaining.epsilon_micro || cost.delta_pico > remaining.delta_pico {
+            return Err(QueryError::BudgetExhausted);
+        }
+        let ctx = planned.ctx.clone();
+        let answer = self.on_cpu(deadline, async move { dp.execute(&ctx).await.map_err(dp_error) }).await?;
+        let query_id = new_query_id();
+        // The answer leaves only after the atomic charge succeeds.
+        let charge = match self.inner.catalog.charge(p.project.id, &caller.name, Some(&query_id), cost).await {
+            Ok(c) => c,
+            Err(niji_catalog::CatalogError::BudgetExceeded { .. }) => return Err(QueryError::BudgetExhausted),
+            Err(niji_catalog::CatalogError::ProjectExpired { .. }) => {
+                return Err(QueryError::ProjectExpired(p.project.name.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        privacy.epsilon_spent = eps;
+        privacy.delta_spent = delta;
+        privacy.budget_remaining = Remaining { epsilon: charge.remaining.epsilon(), delta: charge.remaining.delta() };
+        privacy.noise = noise_info(&answer.columns);
+        let env = CachedEnvelope {
+            query_id: query_id.clone(),
+            noise: privacy.noise.iter().map(CachedNoise::from).collect(),
+            max_groups_per_person: groups,
+            max_rows_per_person: rows_per,
+        };
+        self.inner
+            .catalog
+            .cache_put(&key, p.project.id, &query_id, &encode_cached(&env, &answer.schema, &answer.batches)?)
+            .await?;
+        let rows: usize = answer.batches.iter().map(RecordBatch::num_rows).sum();
+        self.record(caller, &p, &query_id, &planned.plan_digest, cost, &answer.schema, rows).await?;
+        tracing::info!(query_id = %query_id, rows, epsilon = eps, "dp query answered");
+        Ok(QueryAnswer {
+            query_id,
+            schema: answer.schema,
+            batches: answer.batches,
+            privacy,
+            dataset_versions: versions,
+        })
+    }
+
+    /// Guard, session and plan (on the CPU runtime).
+    async fn plan(&self, p: &Prepared) -> Result<Planned> {
         let limits = &self.inner.limits;
-        let statement = niji_policy::guard::check(&p.sql, &limits.sql)?;
+        let statement = niji_policy::guard::check(&p.req.sql, &limits.sql)?;
         let project_key = match p.mode {
             Mode::Extract => {
                 let master = self.inner.extract_key.as_ref().ok_or(QueryError::InvalidRequest(
@@ -461,8 +734,7 @@ impl QueryService {
             },
         )
         .await?;
-        let state = ctx.state();
-        let plan = state.statement_to_plan(statement).await.map_err(|e| plan_error(&e))?;
+        let plan = ctx.state().statement_to_plan(statement).await.map_err(|e| plan_error(&e))?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -471,15 +743,23 @@ impl QueryService {
             .map_err(|_| QueryError::Policy(niji_policy::PolicyError::PlanRefused("DDL, DML or a statement")))?;
         niji_policy::check_plan(&plan)?;
         let plan_digest = sha256_hex(format!("{}", plan.display_indent()).as_bytes());
+        Ok(Planned { ctx, plan, plan_digest })
+    }
+
+    /// Plan and execute `sdc` and `extract` on the CPU runtime.
+    async fn compute(&self, p: Prepared) -> Result<Computed> {
+        let limits = &self.inner.limits;
+        let Planned { ctx, plan, plan_digest } = self.plan(&p).await?;
         // The strictest policy of the exposed datasets applies to the whole answer.
         let k = p.datasets.iter().map(|d| d.policy.k).max().unwrap_or(niji_policy::DEFAULT_K);
         let rounding = p.datasets.iter().map(|d| d.policy.rounding).max().unwrap_or(1);
         let cap = p.datasets.iter().map(|d| d.policy.extract_row_cap).min().unwrap_or(0);
+        let dry_run = p.req.dry_run;
         match p.mode {
             Mode::Sdc => {
                 let sdc = niji_policy::sdc_rewrite(&plan)?;
                 let visible_schema = Arc::new(plan.schema().as_arrow().clone());
-                if p.dry_run {
+                if dry_run {
                     return Ok(Computed {
                         schema: visible_schema,
                         batches: Vec::new(),
@@ -503,7 +783,7 @@ impl QueryService {
             }
             Mode::Extract => {
                 let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
-                if p.dry_run {
+                if dry_run {
                     return Ok(Computed {
                         schema,
                         batches: Vec::new(),
@@ -522,7 +802,7 @@ impl QueryService {
                 let (batch, truncated) = release::cap_rows(&schema, &batches, cap)?;
                 Ok(Computed { schema, batches: vec![batch], plan_digest, suppressed: None, truncated: Some(truncated) })
             }
-            Mode::Dp => Err(QueryError::DpUnavailable("the differential-privacy layer is not installed in this build")),
+            Mode::Dp => Err(QueryError::Internal("dp queries do not run through compute".into())),
         }
     }
 }

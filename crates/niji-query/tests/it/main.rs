@@ -2,5 +2,6 @@
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
 mod cases;
+mod dp;
 mod service;
 mod support;
