@@ -9,6 +9,7 @@ mod ingest;
 mod keys;
 mod output;
 mod pipeline;
+mod query;
 mod quickstart;
 mod serve;
 mod synth;
@@ -57,9 +58,11 @@ enum Command {
     /// Pipelines: run one now, list them, show run history, or run them by schedule.
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
+    /// Researcher: answer one SQL query under the project's policy (sdc, extract or dp).
+    Query(query::QueryArgs),
     /// Run the platform end to end on synthetic data in the data directory (start here).
     Quickstart(quickstart::QuickstartArgs),
-    /// Serve the HTTP API (steward endpoints, datasets, projects, audit) on loopback.
+    /// Serve the HTTP API (queries, datasets, projects, steward, audit, metrics) on loopback.
     Serve(serve::ServeArgs),
 }
 
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Command::Audit(cmd) => catalog::run_audit(cmd, &cli.data_dir),
         Command::Pipeline(cmd) => pipeline::run(cmd, &cli.data_dir),
         Command::Serve(args) => serve::run(&args, &cli.data_dir),
+        Command::Query(args) => query::run(&args, &cli.data_dir),
         Command::Quickstart(args) => quickstart::run(&args, &cli.data_dir),
     };
     match result {

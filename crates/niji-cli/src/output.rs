@@ -22,3 +22,10 @@ pub fn error(e: &anyhow::Error) {
         eprintln!("  caused by: {cause}");
     }
 }
+
+/// Write binary output (Arrow IPC) to stdout.
+pub fn bytes(b: &[u8]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(b)?;
+    out.flush()
+}

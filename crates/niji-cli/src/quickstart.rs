@@ -8,6 +8,11 @@
 //!    applied, Delta tables under `<data-dir>/lake`, each registering a dataset version pending
 //!    review, which the demo steward then approves.
 //!
+//! 4. one example query per release mode as the demo researcher (`sdc`, `dp`, `extract`),
+//!    printed with its privacy accounting;
+//! 5. the HTTP API on loopback, with the researcher token and a curl example (`--no-serve`
+//!    stops after step 4).
+//!
 //! Reruns reuse the landing zone; the pipelines then find no new files and register nothing.
 
 use std::path::Path;
@@ -16,7 +21,7 @@ use anyhow::Context;
 use niji_catalog::{Budget, Catalog, DatasetDef, Mode, Role, VersionStatus, project::NewProject};
 use niji_synth::SynthConfig;
 
-use crate::{catalog, output, pipeline};
+use crate::{catalog, output, pipeline, query, serve};
 
 /// The dataset definitions shipped with the repository, embedded so quickstart runs from any folder.
 const DATASETS: &[(&str, &str)] = &[
@@ -34,7 +39,40 @@ pub struct QuickstartArgs {
     /// Seed of the synthetic sources.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Stop after the example queries instead of serving the API.
+    #[arg(long)]
+    pub no_serve: bool,
+    /// Address to serve the API on (a free port is taken if it is busy).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
+    /// Query service settings.
+    #[command(flatten)]
+    pub service: query::ServiceArgs,
 }
+
+/// The example queries, one per release mode.
+const EXAMPLES: &[(&str, Mode, Option<f64>, &str)] = &[
+    (
+        "Persons with type 2 diabetes (ICD-10 E11) by prefecture, top 5",
+        Mode::Sdc,
+        None,
+        "SELECT p.prefecture_code, count(DISTINCT c.person_id) AS persons \
+         FROM ehr.condition_occurrence c JOIN ehr.person p ON p.person_id = c.person_id \
+         WHERE c.icd10_code LIKE 'E11%' GROUP BY p.prefecture_code ORDER BY persons DESC LIMIT 5",
+    ),
+    (
+        "Persons by sex, differentially private (ε = 0.5, δ = 1e-7; each person in one group)",
+        Mode::Dp,
+        Some(0.5),
+        "SELECT sex, count(DISTINCT person_id) AS persons FROM ehr.person GROUP BY sex ORDER BY sex",
+    ),
+    (
+        "Five rows of person, re-keyed for the project",
+        Mode::Extract,
+        None,
+        "SELECT person_id, sex, year_of_birth FROM ehr.person ORDER BY year_of_birth, person_id LIMIT 5",
+    ),
+];
 
 /// Run `niji quickstart`.
 pub fn run(args: &QuickstartArgs, data_dir: &Path) -> anyhow::Result<()> {
@@ -60,7 +98,7 @@ pub fn run(args: &QuickstartArgs, data_dir: &Path) -> anyhow::Result<()> {
         ));
     }
 
-    catalog::runtime()?.block_on(async {
+    let token = catalog::runtime()?.block_on(async {
         let c = catalog::open(data_dir).await?;
         setup_catalog(&c).await
     })?;
@@ -85,8 +123,52 @@ pub fn run(args: &QuickstartArgs, data_dir: &Path) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })?;
-    output::line(format_args!("done in {:.1} s; data in {}", started.elapsed().as_secs_f64(), data_dir.display()));
-    Ok(())
+    let rt = catalog::runtime()?;
+    rt.block_on(async {
+        let c = catalog::open(data_dir).await?;
+        let svc = query::service(&c, data_dir, &args.service).await?;
+        let researcher = c.authenticate(&token).await?;
+        output::line("5. example queries as demo-researcher in project demo:");
+        for (title, mode, epsilon, sql) in EXAMPLES {
+            output::line(format_args!("\n   {title} [{mode}]\n   {sql}"));
+            let req = niji_query::QueryRequest {
+                project: "demo".into(),
+                sql: (*sql).into(),
+                mode: Some(*mode),
+                epsilon: *epsilon,
+                delta: epsilon.map(|_| 1e-7),
+                max_groups_per_person: epsilon.map(|_| 1),
+                ..niji_query::QueryRequest::default()
+            };
+            match svc.run(&researcher, &req).await {
+                Ok(a) => query::print_answer(&a)?,
+                Err(e) => output::line(format_args!("   refused ({}): {}", e.code(), e.public_message())),
+            }
+        }
+        output::line(format_args!(
+            "\ndone in {:.1} s; data in {}",
+            started.elapsed().as_secs_f64(),
+            data_dir.display()
+        ));
+        if args.no_serve {
+            return anyhow::Ok(());
+        }
+        let listener = match tokio::net::TcpListener::bind(args.addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(addr = %args.addr, error = %e, "address busy; taking a free port");
+                tokio::net::TcpListener::bind((args.addr.ip(), 0)).await.context("binding a free port")?
+            }
+        };
+        let bound = listener.local_addr()?;
+        output::line(format_args!("\n6. the API is at http://{bound} (Ctrl-C to stop). Try:"));
+        output::line(format_args!(
+            "   curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\\n     \
+             -d '{{\"project\": \"demo\", \"sql\": \"SELECT sex, count(*) AS n FROM ehr.person GROUP BY sex\"}}' \\\n     \
+             http://{bound}/v1/queries"
+        ));
+        serve::serve_listener(c, svc, listener).await
+    })
 }
 
 async fn principal(c: &Catalog, name: &str, role: Role) -> anyhow::Result<niji_catalog::Principal> {
@@ -96,7 +178,8 @@ async fn principal(c: &Catalog, name: &str, role: Role) -> anyhow::Result<niji_c
     }
 }
 
-async fn setup_catalog(c: &Catalog) -> anyhow::Result<()> {
+/// Set up the catalog; returns a fresh researcher token.
+async fn setup_catalog(c: &Catalog) -> anyhow::Result<String> {
     let defs = DATASETS
         .iter()
         .map(|(path, text)| DatasetDef::parse(text, Path::new(path)))
@@ -112,8 +195,8 @@ async fn setup_catalog(c: &Catalog) -> anyhow::Result<()> {
                 name: "demo".into(),
                 purpose: "Quickstart demonstration on synthetic data".into(),
                 datasets: defs.iter().map(|d| d.name.clone()).collect(),
-                modes: vec![Mode::Dp, Mode::Sdc],
-                budget: Budget::from_f64(3.0, 1e-6)?,
+                modes: vec![Mode::Sdc, Mode::Dp, Mode::Extract],
+                budget: Budget::from_f64(3.0, 1e-5)?,
                 expires_at: None,
             };
             let id = c.create_project(&steward.actor(), &p).await?;
@@ -136,5 +219,5 @@ async fn setup_catalog(c: &Catalog) -> anyhow::Result<()> {
     if !audit.is_valid() {
         anyhow::bail!("the audit chain did not verify");
     }
-    Ok(())
+    Ok(token.token)
 }
