@@ -41,7 +41,7 @@ pub enum ApiError {
     MethodNotAllowed,
     /// The query service refused or failed ([`QueryError::kind`] picks the status).
     #[error(transparent)]
-    Query(#[from] QueryError),
+    Query(Box<QueryError>),
     /// This server was started without a pipeline runner (no pseudonymization key).
     #[error("pipeline runs are not available on this server (started without a pseudonymization key)")]
     PipelinesUnavailable,
@@ -56,7 +56,20 @@ pub enum ApiError {
     Internal(String),
     /// A pipeline run failed or could not start.
     #[error(transparent)]
-    Pipeline(#[from] PipelineError),
+    Pipeline(Box<PipelineError>),
+}
+
+// Boxed: both errors are large, and every handler returns `Result<_, ApiError>`.
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        ApiError::Query(Box::new(e))
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(e: PipelineError) -> Self {
+        ApiError::Pipeline(Box::new(e))
+    }
 }
 
 /// The Arrow IPC stream media type.
@@ -101,7 +114,7 @@ impl ApiError {
             ApiError::PipelinesUnavailable => (StatusCode::NOT_IMPLEMENTED, "pipelines_unavailable", msg),
             ApiError::UnknownPipeline(_) => (StatusCode::NOT_FOUND, "pipeline_not_found", msg),
             ApiError::UnknownRun(_) => (StatusCode::NOT_FOUND, "not_found", msg),
-            ApiError::Pipeline(e) => match e {
+            ApiError::Pipeline(e) => match e.as_ref() {
                 PipelineError::Busy { .. } => (StatusCode::CONFLICT, "pipeline_busy", msg),
                 PipelineError::LeaseLost(_) => (StatusCode::CONFLICT, "pipeline_lease_lost", msg),
                 PipelineError::QualityFailed(_) => (StatusCode::UNPROCESSABLE_ENTITY, "quality_failed", msg),

@@ -130,7 +130,7 @@ async fn refusals_have_stable_codes_and_the_metrics_count_everything() {
     let logged = f.catalog.queries(project).await.unwrap().len();
 
     expect(&post(t, query("DESCRIBE person", "sdc"), &[]).await, 400, "sql_statement_refused");
-    expect(&post(t, query("SELECT FROM WHERE", "sdc"), &[]).await, 400, "sql_syntax");
+    expect(&post(t, query("SELEC count(*) FROM person", "sdc"), &[]).await, 400, "sql_syntax");
     expect(&post(t, query("SELECT no_such_column FROM person", "sdc"), &[]).await, 400, "sql_plan");
     let greedy = json!({"project": "study", "sql": "SELECT count(*) FROM person", "mode": "dp", "epsilon": 50.0});
     expect(&post(t, greedy, &[]).await, 403, "budget_exhausted");
