@@ -124,14 +124,20 @@ pub fn components() -> Value {
                     "sql": { "type": "string", "description": "one SQL query" },
                     "mode": mode,
                     "epsilon": num, "delta": num,
-                    "dry_run": { "type": "boolean", "default": false }
+                    "dry_run": { "type": "boolean", "default": false },
+                    "max_groups_per_person": { "type": "integer", "description": "dp: groups one person may contribute to" },
+                    "max_rows_per_person": { "type": "integer", "description": "dp: rows one person contributes per group" }
                 }
             },
             "Column": { "type": "object", "required": ["name", "type"], "properties": { "name": string, "type": string } },
             "Noise": {
                 "type": "object",
                 "required": ["column", "mechanism", "scale", "ci95"],
-                "properties": { "column": string, "mechanism": string, "scale": num, "ci95": num }
+                "properties": {
+                    "column": string, "mechanism": string, "scale": num, "ci95": num,
+                    "statistic": { "type": "string", "description": "count, sum, avg_sum, avg_count, median or partition_selection" },
+                    "threshold": { "type": "integer", "description": "partition selection: the noisy person count a group had to reach" }
+                }
             },
             "Privacy": {
                 "type": "object",
@@ -143,6 +149,10 @@ pub fn components() -> Value {
                         "type": "object", "required": ["epsilon", "delta"], "properties": { "epsilon": num, "delta": num }
                     },
                     "noise": { "type": "array", "items": schema_ref("Noise") },
+                    "cost": {
+                        "type": "object", "required": ["epsilon", "delta"], "properties": { "epsilon": num, "delta": num }
+                    },
+                    "max_groups_per_person": int, "max_rows_per_person": int,
                     "k": int, "rounding": int, "suppressed_rows": int, "row_cap": int,
                     "truncated": { "type": "boolean" }, "cached": { "type": "boolean" }, "dry_run": { "type": "boolean" }
                 }

@@ -44,6 +44,9 @@ async fn json_csv_and_arrow_answers() {
     assert_eq!((p["epsilon_spent"].as_f64(), p["delta_spent"].as_f64()), (Some(0.0), Some(0.0)));
     assert_eq!(p["budget_remaining"], json!({"epsilon": 1.0, "delta": 1e-6}));
     assert_eq!(p["noise"], json!([]));
+    for k in p.as_object().unwrap().keys() {
+        assert!(niji_server::openapi::components()["schemas"]["Privacy"]["properties"].get(k).is_some(), "Privacy.{k}");
+    }
     let approved = f.catalog.approved_version("ehr").await.unwrap().unwrap().id;
     assert_eq!(b["dataset_versions"], json!({"ehr": approved}));
     let id = b["query_id"].as_str().unwrap();
@@ -103,6 +106,16 @@ async fn json_csv_and_arrow_answers() {
         }
     }
     assert!(noise.iter().any(|n| n["column"] == "n"), "{p}");
+    // The OpenAPI schemas name every field the answer has (they are written by hand).
+    let schemas = niji_server::openapi::components()["schemas"].clone();
+    let documented = |schema: &str, v: &Value| {
+        for k in v.as_object().unwrap().keys() {
+            assert!(schemas[schema]["properties"].get(k).is_some(), "{schema}.{k} is not in the OpenAPI schema");
+        }
+    };
+    documented("QueryResponse", &b);
+    documented("Privacy", p);
+    noise.iter().for_each(|n| documented("Noise", n));
 
     // A dry run checks without running: columns, no rows.
     let dry = json!({"project": "study", "sql": COUNT_BY_SEX, "mode": "sdc", "dry_run": true});
