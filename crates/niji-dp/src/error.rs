@@ -39,6 +39,24 @@ pub enum DpError {
         /// The declared limit.
         limit: usize,
     },
+    /// The aggregation's input does not reach the privacy unit (`person_id`) by lineage.
+    #[error("no privacy unit: {0}")]
+    NoPrivacyUnit(String),
+    /// A SUM, AVG or median argument whose lineage has no catalog bounds.
+    #[error("`{0}` needs a column with clamping bounds in the dataset catalog (DP never takes bounds from the data)")]
+    UnboundedColumn(String),
+    /// A query shape or aggregate the `dp` mode does not release.
+    #[error("not supported in mode dp: {0}")]
+    Unsupported(String),
+    /// Building the bounding or release plan failed (the message names plan parts, not data).
+    #[error("planning the dp query failed: {0}")]
+    Plan(String),
+    /// Running the query failed; the engine's message is not passed on (it may quote values).
+    #[error("the dp query failed while running ({stage})")]
+    Execution {
+        /// "bounding" or "release".
+        stage: &'static str,
+    },
 }
 
 impl DpError {
@@ -51,11 +69,36 @@ impl DpError {
             DpError::Mechanism { .. } => "dp_mechanism",
             DpError::ShareExceeded { .. } => "dp_share_exceeded",
             DpError::SizeLimit { .. } => "dp_size_limit",
+            DpError::NoPrivacyUnit(_) => "dp_no_privacy_unit",
+            DpError::UnboundedColumn(_) => "dp_unbounded_column",
+            DpError::Unsupported(_) => "dp_unsupported",
+            DpError::Plan(_) => "dp_plan",
+            DpError::Execution { .. } => "dp_execution",
         }
     }
 
     pub(crate) fn opendp(stage: &'static str) -> impl FnOnce(opendp::error::Error) -> DpError {
         move |e| DpError::Mechanism { stage, detail: format!("{:?}: {}", e.variant, e.message.unwrap_or_default()) }
+    }
+
+    /// A DataFusion error while building a plan: plan-building messages name columns and
+    /// expressions of the researcher's SQL, never cell values (those only appear at execution).
+    pub(crate) fn plan(context: &'static str) -> impl FnOnce(datafusion::error::DataFusionError) -> DpError {
+        move |e| DpError::Plan(format!("{context}: {e}"))
+    }
+
+    /// A DataFusion error while running: the fixed message only (casts and parses quote values).
+    pub(crate) fn execution(stage: &'static str) -> impl FnOnce(datafusion::error::DataFusionError) -> DpError {
+        move |_| DpError::Execution { stage }
+    }
+
+    /// Maps the policy crate's refusal of a plan shape to this crate's codes.
+    pub(crate) fn from_policy(e: niji_policy::PolicyError) -> DpError {
+        match e {
+            niji_policy::PolicyError::PersonUnreachable(why) => DpError::NoPrivacyUnit(why.to_string()),
+            niji_policy::PolicyError::UnsupportedShape(why) => DpError::Unsupported(why.to_string()),
+            other => DpError::Plan(other.to_string()),
+        }
     }
 }
 
@@ -75,6 +118,11 @@ mod tests {
             DpError::Mechanism { stage: "build", detail: String::new() },
             DpError::ShareExceeded { mechanism: "x", loss: 1.0, share: 0.5 },
             DpError::SizeLimit { limit: 1 },
+            DpError::NoPrivacyUnit(String::new()),
+            DpError::UnboundedColumn(String::new()),
+            DpError::Unsupported(String::new()),
+            DpError::Plan(String::new()),
+            DpError::Execution { stage: "bounding" },
         ];
         let codes: Vec<&str> = all.iter().map(DpError::code).collect();
         assert_eq!(
@@ -85,7 +133,12 @@ mod tests {
                 "dp_invalid_argument",
                 "dp_mechanism",
                 "dp_share_exceeded",
-                "dp_size_limit"
+                "dp_size_limit",
+                "dp_no_privacy_unit",
+                "dp_unbounded_column",
+                "dp_unsupported",
+                "dp_plan",
+                "dp_execution"
             ]
         );
     }

@@ -3,7 +3,7 @@
 //! # Privacy model
 //!
 //! * **Privacy unit: the person** (`person_id`, the pseudonym). Two datasets are neighbours when
-//!   one person's rows are added or removed. The query rewrite (contribution bounding, elsewhere)
+//!   one person's rows are added or removed. The query rewrite ([`rewrite`], [`DpPlan`])
 //!   bounds what one person can change: the number of groups touched (`l0`), the change per group
 //!   (`linf`), and from these the L1/L2 sensitivities handed to this crate.
 //! * **Budgets are (ε, δ)** as the researcher sees them. With δ = 0 every mechanism is pure ε-DP
@@ -24,11 +24,21 @@
 
 pub mod accounting;
 pub mod error;
+pub mod lineage;
 pub mod mechanism;
+mod release;
+pub mod rewrite;
+
+#[cfg(test)]
+mod dp_tests;
 
 pub use accounting::{Allocation, Request, Share, ThresholdShare, allocate, rho_to_epsilon};
 pub use error::{DpError, Result};
-pub use mechanism::{FloatNoise, IntNoise, NoiseParams, Threshold, private_median};
+pub use mechanism::{FloatNoise, IntNoise, NoiseParams, Threshold, median_params, private_median};
+pub use release::DpAnswer;
+pub use rewrite::{
+    DEFAULT_MAX_GROUPS_PER_PERSON, DEFAULT_MAX_ROWS_PER_PERSON, DpColumn, DpParams, DpPlan, MAX_PUBLIC_CELLS,
+};
 
 #[cfg(test)]
 mod tests {

@@ -226,7 +226,7 @@ impl IntNoise {
     }
 
     #[cfg(test)]
-    fn with_scale(share: &Share, scale: f64, sensitivity: f64) -> Result<IntNoise> {
+    pub(crate) fn with_scale(share: &Share, scale: f64, sensitivity: f64) -> Result<IntNoise> {
         VectorNoise::with_scale(share, scale, sensitivity, None, None).map(IntNoise)
     }
 
@@ -297,7 +297,7 @@ impl FloatNoise {
     }
 
     #[cfg(test)]
-    fn with_scale(share: &Share, scale: f64, sensitivity: f64) -> Result<FloatNoise> {
+    pub(crate) fn with_scale(share: &Share, scale: f64, sensitivity: f64) -> Result<FloatNoise> {
         VectorNoise::with_scale(share, scale, sensitivity, None, None).map(FloatNoise)
     }
 
@@ -521,35 +521,61 @@ pub fn private_median(
     }
     let grid = candidate_grid(bounds, candidates)?;
     let n_candidates = grid.len();
+    let scale = median_scale(&grid, share)?;
     let domain = || VectorDomain::new(AtomDomain::<f64>::new_non_nan());
-    let (value, scale) = match *share {
-        Share::Epsilon(eps) => {
-            let build = |s: f64| {
-                make_private_quantile(domain(), SymmetricDistance, MaxDivergence, grid.clone(), 0.5, s)
-                    .map_err(DpError::opendp("build"))
-            };
-            let scale = fit_scale(eps, false, &|s| build(s)?.map(&1).map_err(DpError::opendp("privacy map")))?;
-            let m = build(scale)?;
-            (m.invoke(&values).map_err(DpError::opendp("invoke"))?, scale)
+    let value = match *share {
+        Share::Epsilon(_) => make_private_quantile(domain(), SymmetricDistance, MaxDivergence, grid, 0.5, scale)
+            .map_err(DpError::opendp("build"))?
+            .invoke(&values),
+        Share::Rho(_) => {
+            make_private_quantile(domain(), SymmetricDistance, ZeroConcentratedDivergence, grid, 0.5, scale)
+                .map_err(DpError::opendp("build"))?
+                .invoke(&values)
         }
-        Share::Rho(rho) => {
-            let build = |s: f64| {
-                make_private_quantile(domain(), SymmetricDistance, ZeroConcentratedDivergence, grid.clone(), 0.5, s)
-                    .map_err(DpError::opendp("build"))
-            };
-            let scale = fit_scale(rho, true, &|s| build(s)?.map(&1).map_err(DpError::opendp("privacy map")))?;
-            let m = build(scale)?;
-            (m.invoke(&values).map_err(DpError::opendp("invoke"))?, scale)
-        }
-    };
+    }
+    .map_err(DpError::opendp("invoke"))?;
     tracing::debug!(scale, n_candidates, "private median released");
-    let params = NoiseParams {
+    Ok((value, median_noise_params(scale, n_candidates)))
+}
+
+/// The parameters [`private_median`] would report for these bounds, candidates and share,
+/// without touching any data (for dry runs).
+pub fn median_params(bounds: (f64, f64), candidates: usize, share: &Share) -> Result<NoiseParams> {
+    share.check()?;
+    let grid = candidate_grid(bounds, candidates)?;
+    let scale = median_scale(&grid, share)?;
+    Ok(median_noise_params(scale, grid.len()))
+}
+
+fn median_noise_params(scale: f64, n_candidates: usize) -> NoiseParams {
+    NoiseParams {
         mechanism: "exponential_quantile",
         scale,
         ci95: scale * (n_candidates as f64 / ALPHA).ln(),
         threshold: None,
-    };
-    Ok((value, params))
+    }
+}
+
+/// The calibrated scale of the private quantile over `grid` for `share` (neighbours: one value
+/// added or removed).
+fn median_scale(grid: &[f64], share: &Share) -> Result<f64> {
+    let domain = || VectorDomain::new(AtomDomain::<f64>::new_non_nan());
+    match *share {
+        Share::Epsilon(eps) => {
+            let build = |s: f64| {
+                make_private_quantile(domain(), SymmetricDistance, MaxDivergence, grid.to_vec(), 0.5, s)
+                    .map_err(DpError::opendp("build"))
+            };
+            fit_scale(eps, false, &|s| build(s)?.map(&1).map_err(DpError::opendp("privacy map")))
+        }
+        Share::Rho(rho) => {
+            let build = |s: f64| {
+                make_private_quantile(domain(), SymmetricDistance, ZeroConcentratedDivergence, grid.to_vec(), 0.5, s)
+                    .map_err(DpError::opendp("build"))
+            };
+            fit_scale(rho, true, &|s| build(s)?.map(&1).map_err(DpError::opendp("privacy map")))
+        }
+    }
 }
 
 #[cfg(test)]

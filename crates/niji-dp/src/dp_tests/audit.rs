@@ -1,0 +1,109 @@
+//! Neighbouring-dataset audit (threat T11): the full SQL query run many times on a dataset D
+//! and on D′ = D minus one heavy person; the empirical output distributions must stay within
+//! e^ε of each other, and the same test must catch a mechanism mis-scaled by 2×.
+//!
+//! OpenDP samples from the OS CSPRNG and cannot be seeded, so the audit is statistical. Per
+//! bucket B with counts a (from D) and b (from D′), both at least `MIN_COUNT`, the log-ratio
+//! ln(a/b) estimates ln(P_D(B)/P_D′(B)) with standard error ≈ √(1/a + 1/b). A bucket violates the
+//! guarantee when |ln(a/b)| − ε > Z·se. Z = 4.5 over at most 20 buckets gives a false-failure
+//! probability below 20 · 2 · 3.4·10⁻⁶ ≈ 1.4·10⁻⁴ for the correct mechanism (δ = 0 here).
+//!
+//! The query's true log-ratio is exactly ε in every bucket beyond both centres (the discrete
+//! Laplace shifted by its sensitivity C), so the bound is tight: the audit would notice any
+//! excess. Power: the mechanism with half the scale has log-ratio 2ε = 2 there; with N = 1000
+//! runs per dataset the bucket [124, 128) holds about 540 (D) and 73 (D′) outputs, se ≈ 0.125,
+//! so its statistic is ≈ (2 − 1)/0.125 = 8 standard errors against a threshold of 4.5: detected
+//! with probability above 0.999.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::Int64Type;
+use tokio::task::JoinSet;
+
+use super::*;
+
+const N: usize = 1000;
+const MIN_COUNT: usize = 30;
+const Z: f64 = 4.5;
+const EPSILON: f64 = 1.0;
+
+async fn outputs(plan: &DpPlan, ctx: &SessionContext, n: usize) -> Vec<i64> {
+    let plan = Arc::new(plan.clone());
+    let mut out = Vec::with_capacity(n);
+    let mut set = JoinSet::new();
+    for i in 0..n {
+        let (plan, ctx) = (plan.clone(), ctx.clone());
+        set.spawn(async move {
+            let a = plan.execute(&ctx).await.unwrap();
+            a.batches[0].column(0).as_primitive::<Int64Type>().value(0)
+        });
+        if i % 8 == 7 {
+            while let Some(r) = set.join_next().await {
+                out.push(r.unwrap());
+            }
+        }
+    }
+    while let Some(r) = set.join_next().await {
+        out.push(r.unwrap());
+    }
+    out
+}
+
+fn histogram(values: &[i64], edges: &[i64]) -> Vec<usize> {
+    let mut h = vec![0; edges.len() + 1];
+    for v in values {
+        h[edges.partition_point(|e| e <= v)] += 1;
+    }
+    h
+}
+
+/// Buckets whose log-ratio exceeds ε by more than Z standard errors.
+fn violations(d: &[i64], d_prime: &[i64], edges: &[i64]) -> Vec<String> {
+    let (a, b) = (histogram(d, edges), histogram(d_prime, edges));
+    let mut out = Vec::new();
+    for (i, (&x, &y)) in a.iter().zip(&b).enumerate() {
+        if x < MIN_COUNT || y < MIN_COUNT {
+            continue;
+        }
+        let (x, y) = (x as f64, y as f64);
+        let log_ratio = (x / y).ln().abs();
+        let se = (1.0 / x + 1.0 / y).sqrt();
+        if log_ratio - EPSILON > Z * se {
+            out.push(format!("bucket {i}: {x} vs {y}, |ln ratio| {log_ratio:.3} > ε + {Z}·{se:.3}"));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neighbouring_datasets_stay_within_e_epsilon_and_a_2x_misscaled_mechanism_is_caught() {
+    let d = sample(true);
+    let d_prime = d.without("heavy");
+    let (ctx, ctx_prime) = (d.context(), d_prime.context());
+    let sql = "SELECT count(*) AS n FROM person p JOIN measurement m ON p.person_id = m.person_id \
+               WHERE m.value_as_number >= 0";
+    // A plan holds the table providers of the session it was planned in: one plan per dataset.
+    let plan = analyse(&ctx, sql, &params(EPSILON, 0.0)).await.unwrap();
+    let plan_prime = analyse(&ctx_prime, sql, &params(EPSILON, 0.0)).await.unwrap();
+    // The exact bounded counts: 120 without the heavy person, 124 (= 120 + C) with.
+    assert_eq!(plan.bounds_in_effect(), (1, 4));
+    let exact = |b: crate::release::Bounded| b.columns["__niji_c0"][0];
+    assert_eq!(exact(plan.bounded(&ctx).await.unwrap()), 124.0);
+    assert_eq!(exact(plan_prime.bounded(&ctx_prime).await.unwrap()), 120.0);
+    let noise = plan.expected_noise().unwrap();
+    assert_eq!(noise[0].noise.mechanism, "discrete_laplace");
+    assert!((noise[0].noise.scale - 4.0).abs() < 1e-9, "{}", noise[0].noise.scale);
+
+    // Buckets of width C around the midpoint, open-ended tails.
+    let edges: Vec<i64> = (0..=8).map(|k| 106 + 4 * k).collect();
+    let correct = violations(&outputs(&plan, &ctx, N).await, &outputs(&plan_prime, &ctx_prime, N).await, &edges);
+    assert!(correct.is_empty(), "correctly scaled mechanism flagged: {correct:?}");
+
+    let (mut half, mut half_prime) = (plan.clone(), plan_prime.clone());
+    half.scale_factor = 0.5;
+    half_prime.scale_factor = 0.5;
+    assert!((half.expected_noise().unwrap()[0].noise.scale - 2.0).abs() < 1e-9);
+    let caught = violations(&outputs(&half, &ctx, N).await, &outputs(&half_prime, &ctx_prime, N).await, &edges);
+    assert!(!caught.is_empty(), "a mechanism with half the scale was not detected");
+}
