@@ -2,18 +2,21 @@
 //! and on D′ = D minus one heavy person; the empirical output distributions must stay within
 //! e^ε of each other, and the same test must catch a mechanism mis-scaled by 2×.
 //!
-//! OpenDP samples from the OS CSPRNG and cannot be seeded, so the audit is statistical. Per
-//! bucket B with counts a (from D) and b (from D′), both at least `MIN_COUNT`, the log-ratio
-//! ln(a/b) estimates ln(P_D(B)/P_D′(B)) with standard error ≈ √(1/a + 1/b). A bucket violates the
-//! guarantee when |ln(a/b)| − ε > Z·se. Z = 4.5 over at most 20 buckets gives a false-failure
-//! probability below 20 · 2 · 3.4·10⁻⁶ ≈ 1.4·10⁻⁴ for the correct mechanism (δ = 0 here).
+//! OpenDP samples from the OS CSPRNG and cannot be seeded, so the audit is statistical. The query
+//! is a count over a join with a WHERE; its exact bounded value is 124 on D and 120 on D′ (the
+//! heavy person's 10^4 rows count C = 4), released with discrete Laplace noise of scale
+//! C/ε = 4. The outputs are bucketed by width C with edges on both centres (108, 112, …, 140,
+//! open-ended tails). Per bucket with counts a (from D) and b (from D′), both at least
+//! `MIN_COUNT`, ln(a/b) estimates ln(P_D(B)/P_D′(B)) with standard error ≈ √(1/a + 1/b); a bucket
+//! violates the guarantee when |ln(a/b)| − ε > Z·se (δ = 0 here, so there is no additive slack).
 //!
-//! The query's true log-ratio is exactly ε in every bucket beyond both centres (the discrete
-//! Laplace shifted by its sensitivity C), so the bound is tight: the audit would notice any
-//! excess. Power: the mechanism with half the scale has log-ratio 2ε = 2 there; with N = 1000
-//! runs per dataset the bucket [124, 128) holds about 540 (D) and 73 (D′) outputs, se ≈ 0.125,
-//! so its statistic is ≈ (2 − 1)/0.125 = 8 standard errors against a threshold of 4.5: detected
-//! with probability above 0.999.
+//! * False failure: for the correct mechanism every bucket has |true log-ratio| ≤ ε, so each of
+//!   the at most 10 buckets crosses with probability ≤ P(N(0,1) > 4.5) ≈ 3.4·10⁻⁶: ≤ 3.4·10⁻⁵.
+//! * Tightness: beyond either centre the true log-ratio is exactly ε, so any excess is visible.
+//! * Power (N = 1000 runs per dataset): with half the scale the log-ratio is 2ε = 2 there. In
+//!   [124, 128) the expected counts are ≈ 538 (D) and 73 (D′): z ≈ (2 − 1)/0.125 = 8.0, caught with
+//!   probability 0.9998; in [116, 120) ≈ 44 and 326: z ≈ 6.2, probability 0.96. Together the
+//!   mis-scaled mechanism escapes with probability below 10⁻⁵.
 
 use std::sync::Arc;
 
@@ -95,8 +98,8 @@ async fn neighbouring_datasets_stay_within_e_epsilon_and_a_2x_misscaled_mechanis
     assert_eq!(noise[0].noise.mechanism, "discrete_laplace");
     assert!((noise[0].noise.scale - 4.0).abs() < 1e-9, "{}", noise[0].noise.scale);
 
-    // Buckets of width C around the midpoint, open-ended tails.
-    let edges: Vec<i64> = (0..=8).map(|k| 106 + 4 * k).collect();
+    // Buckets of width C with edges on both centres, open-ended tails.
+    let edges: Vec<i64> = (0..=8).map(|k| 108 + 4 * k).collect();
     let correct = violations(&outputs(&plan, &ctx, N).await, &outputs(&plan_prime, &ctx_prime, N).await, &edges);
     assert!(correct.is_empty(), "correctly scaled mechanism flagged: {correct:?}");
 
