@@ -433,6 +433,9 @@ impl DpPlan {
             }
         };
         let input = agg.input.as_ref();
+        if has_subquery(&agg.group_expr) || has_subquery(&agg.aggr_expr) {
+            return Err(unsupported("subqueries in GROUP BY keys or aggregate arguments"));
+        }
         check_below(input, &[], &cat)?;
         let carried = niji_policy::carry_person(input).map_err(DpError::from_policy)?;
         if carried.persons.is_empty() {

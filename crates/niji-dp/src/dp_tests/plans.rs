@@ -199,6 +199,11 @@ async fn refusals_have_stable_codes() {
         ),
         ("SELECT count(*) FROM person WHERE person_id IN (SELECT person_id FROM measurement)", &pure, "dp_unsupported"),
         ("SELECT count(*) AS n, (SELECT 1) AS one FROM person", &pure, "dp_unsupported"),
+        (
+            "SELECT count(*) FILTER (WHERE year_of_birth > (SELECT avg(year_of_birth) FROM person)) FROM person",
+            &pure,
+            "dp_unsupported",
+        ),
         ("SELECT sex, count(*) OVER () FROM person GROUP BY sex", &pure, "dp_unsupported"),
         ("SELECT DISTINCT count(*) FROM person", &pure, "dp_unsupported"),
         ("SELECT count(*) FROM person UNION ALL SELECT count(*) FROM claim", &pure, "dp_unsupported"),
