@@ -672,10 +672,10 @@ impl QueryService {
         if cost.epsilon_micro > remaining.epsilon_micro || cost.delta_pico > remaining.delta_pico {
             return Err(QueryError::BudgetExhausted);
         }
-        let ctx = planned.ctx.clone();
-        let answer = self.on_cpu(deadline, async move { dp.execute(&ctx).await.map_err(dp_error) }).await?;
         let query_id = new_query_id();
-        // The answer leaves only after the atomic charge succeeds.
+        // Charge first, atomically, and keep the charge whatever happens next: a failure that
+        // depends on the data (a cast in WHERE, the memory limit) must not be free, or its
+        // refusal would be an unpaid one-bit answer.
         let charge = match self.inner.catalog.charge(p.project.id, &caller.name, Some(&query_id), cost).await {
             Ok(c) => c,
             Err(niji_catalog::CatalogError::BudgetExceeded { .. }) => return Err(QueryError::BudgetExhausted),
@@ -684,6 +684,8 @@ impl QueryService {
             }
             Err(e) => return Err(e.into()),
         };
+        let ctx = planned.ctx.clone();
+        let answer = self.on_cpu(deadline, async move { dp.execute(&ctx).await.map_err(dp_error) }).await?;
         privacy.epsilon_spent = eps;
         privacy.delta_spent = delta;
         privacy.budget_remaining = Remaining { epsilon: charge.remaining.epsilon(), delta: charge.remaining.delta() };

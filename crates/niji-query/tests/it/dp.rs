@@ -109,3 +109,14 @@ async fn dp_refusals_have_stable_codes() {
     // Nothing was charged.
     assert_eq!(f.catalog.find_project("study").await.unwrap().spent.epsilon_micro, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dp_query_failing_on_data_is_still_charged() {
+    let f = fixture().await;
+    // The cast fails on the data; had the failure been free, its refusal would be an unpaid answer.
+    let sql = "SELECT count(*) AS n FROM person WHERE CAST(sex AS INT) = 1";
+    let e = f.service.run(&f.researcher, &dp(sql, 0.25, 0.0)).await.unwrap_err();
+    assert!(["dp_execution", "execution_failed"].contains(&e.code()), "{}: {e}", e.code());
+    assert!(!e.public_message().contains("'F'"));
+    assert_eq!(f.catalog.find_project("study").await.unwrap().spent.epsilon_micro, 250_000);
+}
