@@ -5,6 +5,7 @@
 //! Usage: `cargo run --release -p niji-bench -- <item>... [--persons N] [--work DIR]`
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark's output is its product
 
+mod dp;
 mod fhir;
 mod peer;
 mod receipt;
@@ -45,7 +46,7 @@ fn parse() -> anyhow::Result<(Vec<String>, Opts)> {
 }
 
 /// Benchmark items, in run order.
-const ITEMS: &[&str] = &["fhir", "receipt"];
+const ITEMS: &[&str] = &["fhir", "receipt", "dp"];
 
 fn main() -> anyhow::Result<()> {
     let (items, opts) = parse()?;
@@ -54,6 +55,7 @@ fn main() -> anyhow::Result<()> {
         match item.as_str() {
             "fhir" => fhir::run(&opts)?,
             "receipt" => receipt::run(&opts)?,
+            "dp" => dp::run(&opts)?,
             other => anyhow::bail!("unknown benchmark item `{other}`; items: {}", ITEMS.join(", ")),
         }
     }

@@ -528,8 +528,7 @@ impl QueryService {
         query_id: &str,
         plan_digest: &str,
         cost: Budget,
-        schema: &SchemaRef,
-        rows: usize,
+        (rows, columns): (usize, usize),
     ) -> Result<()> {
         self.inner
             .catalog
@@ -543,7 +542,7 @@ impl QueryService {
                 mode: p.mode,
                 cost,
                 result_rows: i64::try_from(rows).unwrap_or(i64::MAX),
-                result_columns: i64::try_from(schema.fields().len()).unwrap_or(i64::MAX),
+                result_columns: i64::try_from(columns).unwrap_or(i64::MAX),
             })
             .await?;
         Ok(())
@@ -580,8 +579,15 @@ impl QueryService {
         let query_id = new_query_id();
         let rows: usize = computed.batches.iter().map(RecordBatch::num_rows).sum();
         if !p.req.dry_run {
-            self.record(caller, &p, &query_id, &computed.plan_digest, Budget::default(), &computed.schema, rows)
-                .await?;
+            self.record(
+                caller,
+                &p,
+                &query_id,
+                &computed.plan_digest,
+                Budget::default(),
+                (rows, computed.schema.fields().len()),
+            )
+            .await?;
         }
         tracing::info!(query_id = %query_id, mode = %p.mode, rows, "query answered");
         let mut privacy = Self::privacy(&p, p.project.remaining());
@@ -701,7 +707,7 @@ impl QueryService {
             .cache_put(&key, p.project.id, &query_id, &encode_cached(&env, &answer.schema, &answer.batches)?)
             .await?;
         let rows: usize = answer.batches.iter().map(RecordBatch::num_rows).sum();
-        self.record(caller, &p, &query_id, &planned.plan_digest, cost, &answer.schema, rows).await?;
+        self.record(caller, &p, &query_id, &planned.plan_digest, cost, (rows, answer.schema.fields().len())).await?;
         tracing::info!(query_id = %query_id, rows, epsilon = eps, "dp query answered");
         Ok(QueryAnswer {
             query_id,
