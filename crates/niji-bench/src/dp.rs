@@ -33,9 +33,11 @@ fn column(schema: &SchemaRef, rows: usize, f: impl Fn(&str, usize) -> Option<Str
                 datafusion::arrow::datatypes::DataType::Int32 => Arc::new(Int32Array::from_iter(
                     (0..rows).map(|i| f(name, i).and_then(|v| v.parse().ok()).or(Some(0))),
                 )),
-                _ => Arc::new(StringArray::from_iter(
+                datafusion::arrow::datatypes::DataType::Utf8 => Arc::new(StringArray::from_iter(
                     (0..rows).map(|i| f(name, i).or_else(|| (!field.is_nullable()).then(|| "x".to_owned()))),
                 )),
+                // Dates, flags and measures are not used by the benchmark queries.
+                other => datafusion::arrow::array::new_null_array(other, rows),
             }
         })
         .collect();
