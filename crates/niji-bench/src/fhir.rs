@@ -11,6 +11,8 @@ use std::time::Instant;
 
 use crate::{Opts, peer};
 
+const KANA: [char; 10] = ['ア', 'イ', 'ウ', 'エ', 'オ', 'カ', 'キ', 'ク', 'ケ', 'コ'];
+
 fn generate(dir: &Path, persons: u64) -> anyhow::Result<(Vec<PathBuf>, u64, u64)> {
     std::fs::create_dir_all(dir)?;
     let paths: Vec<PathBuf> =
@@ -21,9 +23,11 @@ fn generate(dir: &Path, persons: u64) -> anyhow::Result<(Vec<PathBuf>, u64, u64)
     for i in 0..persons {
         let (y, m, d) = (1930 + i % 80, 1 + i % 12, 1 + i % 28);
         let sex = if i % 2 == 0 { "female" } else { "male" };
+        // A distinct all-kana given name per person (the reader quarantines digits in kana names).
+        let kana: String = i.to_string().chars().map(|c| KANA[c.to_digit(10).unwrap_or(0) as usize]).collect();
         writeln!(
             w[0],
-            r#"{{"resourceType":"Patient","id":"p{i}","identifier":[{{"system":"http://jpfhir.jp/fhir/clins/Idsystem/JP_Insurance_memberID","value":"{:08}:あいう:{}:01"}}],"name":[{{"extension":[{{"url":"http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation","valueCode":"SYL"}}],"text":"ヤマダ タロウ{i}","family":"ヤマダ","given":["タロウ"]}}],"gender":"{sex}","birthDate":"{y}-{m:02}-{d:02}","address":[{{"state":"東京都","postalCode":"100-0001"}}]}}"#,
+            r#"{{"resourceType":"Patient","id":"p{i}","identifier":[{{"system":"http://jpfhir.jp/fhir/clins/Idsystem/JP_Insurance_memberID","value":"{:08}:あいう:{}:01"}}],"name":[{{"extension":[{{"url":"http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation","valueCode":"SYL"}}],"text":"ヤマダ {kana}","family":"ヤマダ","given":["{kana}"]}}],"gender":"{sex}","birthDate":"{y}-{m:02}-{d:02}","address":[{{"state":"東京都","postalCode":"100-0001"}}]}}"#,
             10_000 + i % 5000,
             i
         )?;
@@ -85,7 +89,13 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
         &key,
     )?;
     let ours = t.elapsed().as_secs_f64();
-    anyhow::ensure!(report.quarantined == 0 && report.loaded == resources, "benchmark input did not load cleanly");
+    anyhow::ensure!(
+        report.quarantined == 0 && report.loaded == resources,
+        "benchmark input did not load cleanly: {} resources, {} loaded, {} quarantined",
+        resources,
+        report.loaded,
+        report.quarantined
+    );
 
     let duck_out = dir.join("duck");
     std::fs::create_dir_all(&duck_out)?;
