@@ -18,8 +18,6 @@ pub enum Kind {
     Limit,
     /// The service is saturated.
     Busy,
-    /// A capability not built yet.
-    Unavailable,
     /// A bug or a broken dependency.
     Internal,
 }

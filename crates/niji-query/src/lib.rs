@@ -262,6 +262,21 @@ struct Prepared {
     req: QueryRequest,
 }
 
+/// The strictest policy of the exposed datasets applies to the whole answer.
+impl Prepared {
+    fn k(&self) -> u32 {
+        self.datasets.iter().map(|d| d.policy.k).max().unwrap_or(niji_policy::DEFAULT_K)
+    }
+
+    fn rounding(&self) -> u32 {
+        self.datasets.iter().map(|d| d.policy.rounding).max().unwrap_or(1)
+    }
+
+    fn row_cap(&self) -> u64 {
+        self.datasets.iter().map(|d| d.policy.extract_row_cap).min().unwrap_or(0)
+    }
+}
+
 /// What the CPU side returns for sdc and extract.
 struct Computed {
     schema: SchemaRef,
@@ -559,12 +574,10 @@ impl QueryService {
             cost: None,
             max_groups_per_person: None,
             max_rows_per_person: None,
-            k: (mode == Mode::Sdc)
-                .then(|| p.datasets.iter().map(|d| d.policy.k).max().unwrap_or(niji_policy::DEFAULT_K)),
-            rounding: (mode == Mode::Sdc).then(|| p.datasets.iter().map(|d| d.policy.rounding).max().unwrap_or(1)),
+            k: (mode == Mode::Sdc).then(|| p.k()),
+            rounding: (mode == Mode::Sdc).then(|| p.rounding()),
             suppressed_rows: None,
-            row_cap: (mode == Mode::Extract)
-                .then(|| p.datasets.iter().map(|d| d.policy.extract_row_cap).min().unwrap_or(0)),
+            row_cap: (mode == Mode::Extract).then(|| p.row_cap()),
             truncated: None,
             cached: false,
             dry_run: p.req.dry_run,
@@ -674,10 +687,6 @@ impl QueryService {
             tracing::info!(query_id = %env.query_id, "dp answer from cache");
             return Ok(QueryAnswer { query_id: env.query_id, schema, batches, privacy, dataset_versions: versions });
         }
-        let remaining = p.project.remaining();
-        if cost.epsilon_micro > remaining.epsilon_micro || cost.delta_pico > remaining.delta_pico {
-            return Err(QueryError::BudgetExhausted);
-        }
         let query_id = new_query_id();
         // Charge first, atomically, and keep the charge whatever happens next: a failure that
         // depends on the data (a cast in WHERE, the memory limit) must not be free, or its
@@ -758,10 +767,7 @@ impl QueryService {
     async fn compute(&self, p: Prepared) -> Result<Computed> {
         let limits = &self.inner.limits;
         let Planned { ctx, plan, plan_digest } = self.plan(&p).await?;
-        // The strictest policy of the exposed datasets applies to the whole answer.
-        let k = p.datasets.iter().map(|d| d.policy.k).max().unwrap_or(niji_policy::DEFAULT_K);
-        let rounding = p.datasets.iter().map(|d| d.policy.rounding).max().unwrap_or(1);
-        let cap = p.datasets.iter().map(|d| d.policy.extract_row_cap).min().unwrap_or(0);
+        let (k, rounding, cap) = (p.k(), p.rounding(), p.row_cap());
         let dry_run = p.req.dry_run;
         match p.mode {
             Mode::Sdc => {

@@ -88,7 +88,6 @@ pub fn query_status(kind: Kind) -> StatusCode {
         Kind::NotFound => StatusCode::NOT_FOUND,
         Kind::Limit => StatusCode::UNPROCESSABLE_ENTITY,
         Kind::Busy => StatusCode::SERVICE_UNAVAILABLE,
-        Kind::Unavailable => StatusCode::NOT_IMPLEMENTED,
         Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -66,7 +66,6 @@
 //! | NotFound | 404 | `project_not_found` |
 //! | Limit | 422 | `timeout`, `memory_limit` (not 408: clients retry 408 automatically) |
 //! | Busy | 503 | `busy` |
-//! | Unavailable | 501 | a capability not in this build |
 //! | Internal | 500 | `internal` (logged; generic message) |
 //!
 //! # Pipelines
