@@ -6,15 +6,16 @@
 //!
 //! | record | goes to |
 //! |---|---|
-//! | IR / YK | facility pseudonym, prefecture, billing month, claim type (medical / pharmacy) |
-//! | RE | `claim`, `person`, `visit_occurrence`; name, kana name, birth date, chart number feed linkage only |
+//! | IR / YK | facility pseudonym, prefecture, billing month, claim type (medical / pharmacy); the header picks the layout |
+//! | RE | `claim`, `person`, `visit_occurrence`; name, kana name, birth date feed linkage only |
 //! | HO | insurer kind, total points, service days; insurer number, 記号, 番号 feed linkage only |
 //! | KO | public-expense programme (法別番号, first 2 digits); recipient number feeds linkage only (≤ 4 per receipt) |
 //! | SY | `condition_occurrence` (the name of an uncoded `0000999` diagnosis is never read) |
 //! | SI | `procedure_occurrence`, one row per day marked in the days-of-month columns |
 //! | IY | `drug_exposure`, one row per line (first and last marked day) |
 //! | TO | `procedure_occurrence` with vocabulary `RECEIPT_DEVICE` (product name never read) |
-//! | CO, SJ, SN, SH, CZ, JD, MF | counted, not stored (free text or eligibility data) |
+//! | SH, CZ + IY, TO (調剤) | `drug_exposure` / device rows per dispensing (`receipt/pharmacy.rs`) |
+//! | CO, SJ, SN, JD, MF, TK, KI, ST | counted, not stored (free text or eligibility data) |
 //! | GO | trailer: its receipt count is checked (warning `trailer_receipt_count_mismatch`) |
 //!
 //! **Record counting.** `records` in the report counts non-empty lines. A line is *loaded*
@@ -25,9 +26,12 @@
 //!
 //! Field positions follow the 医科 record layout of the 記録条件仕様 as documented by
 //! yokenzan/receiptisan (`record.rb`) and checked against the real sample in
-//! `tests/data/receipts/`; the 調剤 IY/TO positions are unverified (see docs/CLAIMS.md).
+//! `tests/data/receipts/`; the 調剤 positions ([`layout`]) against two public descriptions of
+//! the 記録条件仕様(調剤用) (see docs/CLAIMS.md).
 
 pub mod fields;
+pub mod layout;
+mod pharmacy;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,6 +50,7 @@ use crate::report::{IngestReport, InputReport, QuarantineWriter, Quarantined};
 use crate::sink::{CdmSink, Value};
 use crate::{IngestError, Result};
 use fields::FieldError;
+use layout::{Kind, Layout};
 
 /// Source-system value of every row this reader writes.
 pub const SOURCE: &str = "receipt";
@@ -154,6 +159,7 @@ pub fn ingest_file(
         record_file,
         input: InputReport { file: path.display().to_string(), ..Default::default() },
         facility: None,
+        kind: None,
         current: None,
         receipts_in_file: 0,
         out,
@@ -177,7 +183,6 @@ struct Facility {
     facility_id: Option<String>,
     prefecture: Option<String>,
     billing_month: Option<NaiveDate>,
-    pharmacy: bool,
 }
 
 struct Pending<'t> {
@@ -192,14 +197,13 @@ struct Reader<'a, 'o> {
     record_file: String,
     input: InputReport,
     facility: Option<Facility>,
+    /// Layout of the last header (IR/YK) seen; `None` before any.
+    kind: Option<Kind>,
     current: Option<Pending<'a>>,
     receipts_in_file: u64,
     out: &'a mut Outputs<'o>,
     stats: &'a mut ReceiptStats,
 }
-
-/// Record types that belong to a receipt.
-const IN_RECEIPT: &[&str] = &["HO", "KO", "SN", "SY", "SI", "IY", "TO", "CO", "SJ", "SH", "CZ", "JD", "MF"];
 
 fn record_type(rec: &str) -> &str {
     rec.split(',').next().unwrap_or("")
@@ -210,6 +214,7 @@ fn at<'t>(f: &[&'t str], i: usize) -> &'t str {
     f.get(i).copied().unwrap_or("")
 }
 
+#[derive(Debug)]
 struct Bad {
     field: &'static str,
     reason: &'static str,
@@ -218,6 +223,14 @@ struct Bad {
 
 fn bad(field: &'static str, e: FieldError) -> Bad {
     Bad { field, reason: e.code(), detail: e.detail() }
+}
+
+fn not_in_layout() -> Bad {
+    Bad {
+        field: "record_type",
+        reason: "not_in_layout",
+        detail: "this record type is not part of the receipt's layout (医科 IR vs 調剤 YK)",
+    }
 }
 
 impl<'a, 'o> Reader<'a, 'o>
@@ -251,7 +264,10 @@ where
             "IR" | "YK" => {
                 self.close_receipt()?;
                 let f: Vec<&str> = rec.split(',').collect();
-                match self.header(&f, rtype == "YK") {
+                // The header's type picks the layout even when its fields are malformed.
+                let kind = if rtype == "YK" { Kind::Pharmacy } else { Kind::Medical };
+                self.kind = Some(kind);
+                match self.header(&f, Layout::of(kind)) {
                     Ok(fac) => {
                         self.facility = Some(fac);
                         self.loaded(rtype);
@@ -279,7 +295,7 @@ where
                     Err(e) => self.quarantine(line, rtype, &bad("total_receipts", e))?,
                 }
             }
-            t if IN_RECEIPT.contains(&t) => match self.current.as_mut() {
+            t if layout::ANY_IN_RECEIPT.contains(&t) => match self.current.as_mut() {
                 Some(p) => p.lines.push((line, rec)),
                 None => self.quarantine(
                     line,
@@ -300,24 +316,31 @@ where
         Ok(())
     }
 
-    fn header(&self, f: &[&str], pharmacy: bool) -> std::result::Result<Facility, Bad> {
+    fn header(&self, f: &[&str], layout: &Layout) -> std::result::Result<Facility, Bad> {
         let prefecture = fields::digits(at(f, 2), &[2]).map_err(|e| bad("prefecture", e))?.map(|s| s.into_owned());
         let table = fields::digits(at(f, 3), &[1]).map_err(|e| bad("fee_table", e))?.map(|s| s.into_owned());
         let code = fields::digits(at(f, 4), &[7]).map_err(|e| bad("facility_code", e))?;
-        let billing_month = fields::month(at(f, 7)).map_err(|e| bad("billing_month", e))?;
+        let billing_month = fields::month(at(f, layout.header_billing_month)).map_err(|e| bad("billing_month", e))?;
         let facility_id = code.map(|c| {
             self.key
                 .pseudonym(Domain::Facility, &[prefecture.as_deref().unwrap_or(""), table.as_deref().unwrap_or(""), &c])
         });
-        Ok(Facility { facility_id, prefecture, billing_month, pharmacy })
+        Ok(Facility { facility_id, prefecture, billing_month })
     }
 
     fn record_id(&self, line: u64, day: Option<u32>) -> String {
-        let l = line.to_string();
         match day {
-            None => self.key.pseudonym(Domain::Record, &[&self.record_file, &l]),
-            Some(d) => self.key.pseudonym(Domain::Record, &[&self.record_file, &l, &d.to_string()]),
+            None => self.record_id_parts(line, &[]),
+            Some(d) => self.record_id_parts(line, &[&d.to_string()]),
         }
+    }
+
+    /// Keyed pseudonym of (file name, line, `extra`…).
+    fn record_id_parts(&self, line: u64, extra: &[&str]) -> String {
+        let l = line.to_string();
+        let mut parts: Vec<&str> = vec![self.record_file.as_str(), l.as_str()];
+        parts.extend_from_slice(extra);
+        self.key.pseudonym(Domain::Record, &parts)
     }
 
     /// Quarantine every line of a receipt, the RE line with the cause, the others as
@@ -347,6 +370,15 @@ where
             Ok(h) => h,
             Err(b) => return self.quarantine_receipt(p, &b),
         };
+        // The header's layout; without a header, a receipt type starting with 4 (調剤) is
+        // read as a pharmacy receipt.
+        let kind = self.kind.unwrap_or(if head.receipt_type.as_deref().is_some_and(|t| t.starts_with('4')) {
+            Kind::Pharmacy
+        } else {
+            Kind::Medical
+        });
+        let layout = Layout::of(kind);
+        let pharmacy = kind == Kind::Pharmacy;
         // Insurance (HO, at most one), public expense (KO, at most four).
         let mut ho: Option<(u64, Vec<&str>)> = None;
         let mut kos: Vec<(u64, Vec<&str>)> = Vec::new();
@@ -399,7 +431,7 @@ where
             }
         }
         // Linkage: insurance card (ID1), kana name (ID2), else the first public-expense recipient.
-        let kana = Some(at(&re, 36).trim()).filter(|s| !s.is_empty());
+        let kana = Some(at(&re, layout.re_kana_name).trim()).filter(|s| !s.is_empty());
         let first_ko = kos.iter().zip(&ko_ok).find(|(_, ok)| **ok).map(|((_, f), _)| f);
         let ko_system = first_ko.map(|f| format!("receipt-ko:{}", fields::fold(at(f, 1))));
         let ids = Identifiers {
@@ -453,14 +485,22 @@ where
         for (line, b) in &ko_bad {
             self.quarantine(*line, "KO", b)?;
         }
-        let ko_bad_lines: Vec<u64> = ko_bad.iter().map(|(l, _)| *l).collect();
-        let pharmacy = self.facility.as_ref().is_some_and(|f| f.pharmacy);
-        for &(line, rec) in &p.lines[1..] {
-            if extra_lines.contains(&line) || ko_bad_lines.contains(&line) {
+        let mut skip: Vec<u64> = ko_bad.iter().map(|(l, _)| *l).collect();
+        skip.extend(extra_lines);
+        let medical_lines: &[(u64, &str)] = if pharmacy {
+            let t = pharmacy::Target { month: head.month, linked: &linked, claim_id: &claim_id };
+            self.map_pharmacy_lines(&p.lines[1..], &skip, &t, &mut span)?;
+            &[]
+        } else {
+            &p.lines[1..]
+        };
+        for &(line, rec) in medical_lines {
+            if skip.contains(&line) {
                 continue;
             }
             let rtype = record_type(rec);
             let outcome = match rtype {
+                t if !layout.allows(t) => Err(not_in_layout()),
                 "SY" => self.condition(line, rec, &linked, &claim_id),
                 "SI" | "IY" | "TO" | "CO" => {
                     let f: Vec<&str> = rec.split(',').collect();
@@ -475,7 +515,6 @@ where
                     match (cat, rtype) {
                         (Err(b), _) => Err(b),
                         (Ok(()), "CO") => Ok(()),
-                        (Ok(()), _) if pharmacy => self.pharmacy_item(line, rtype, &f, &linked, &claim_id),
                         (Ok(()), "IY") => {
                             self.drug(line, &f, head.month, last_category.as_deref(), &linked, &claim_id, &mut span)
                         }
@@ -770,46 +809,6 @@ where
                     end.into(),
                     quantity.into(),
                     days_supply.into(),
-                    claim_id.into(),
-                    SOURCE.into(),
-                ],
-            )
-            .map_err(sink_bad)
-    }
-
-    /// 調剤 IY/TO: drug or device code in field 2, quantity in field 3 (unverified layout; see
-    /// docs/CLAIMS.md). Dispensing dates live in CZ records, which are not read yet.
-    fn pharmacy_item(
-        &mut self,
-        line: u64,
-        rtype: &str,
-        f: &[&str],
-        linked: &PersonLink,
-        claim_id: &str,
-    ) -> std::result::Result<(), Bad> {
-        let code = fields::digits(at(f, 2), &[9])
-            .map_err(|e| bad("code", e))?
-            .ok_or_else(|| bad("code", FieldError::Missing))?;
-        let quantity = fields::float(at(f, 3)).map_err(|e| bad("quantity", e))?;
-        if rtype == "IY" {
-            return self.push_drug(line, code.as_ref(), None, None, quantity, None, linked, claim_id);
-        }
-        let id = self.record_id(line, None);
-        self.out
-            .sink
-            .push(
-                &PROCEDURE_OCCURRENCE,
-                vec![
-                    id.into(),
-                    linked.person_id.clone().into(),
-                    Value::I32(0),
-                    Value::Str(code.to_string()),
-                    Vocabulary::ReceiptDevice.short().into(),
-                    Value::Null,
-                    Value::Null,
-                    quantity.into(),
-                    Value::Null,
-                    Value::Null,
                     claim_id.into(),
                     SOURCE.into(),
                 ],

@@ -456,3 +456,307 @@ fn trailer_counts_quarantined_receipts_too() {
     assert!(report.quarantined >= 2, "the bad receipt's lines are quarantined");
     assert_eq!(report.warnings.get("trailer_receipt_count_mismatch"), None, "{:?}", report.warnings);
 }
+
+// ---- 調剤 (pharmacy) receipts: the YK/RE/HO/KO/SH/CZ/IY/TO layout of the 記録条件仕様(調剤用).
+
+/// Values of a date column over all batches.
+fn dates(out: &Path, tbl: &str, col: &str) -> Vec<Option<chrono::NaiveDate>> {
+    let mut v = Vec::new();
+    for b in table(out, tbl) {
+        let a = b.column_by_name(col).expect("column").as_any().downcast_ref::<Date32Array>().expect("date").clone();
+        v.extend((0..a.len()).map(|i| if a.is_valid(i) { a.value_as_date(i) } else { None }));
+    }
+    v
+}
+
+/// Values of an Int32 column over all batches.
+fn ints(out: &Path, tbl: &str, col: &str) -> Vec<Option<i32>> {
+    let mut v = Vec::new();
+    for b in table(out, tbl) {
+        let a = b.column_by_name(col).expect("column").as_any().downcast_ref::<Int32Array>().expect("i32").clone();
+        v.extend((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))));
+    }
+    v
+}
+
+/// Values of a Float64 column over all batches.
+fn floats(out: &Path, tbl: &str, col: &str) -> Vec<Option<f64>> {
+    let mut v = Vec::new();
+    for b in table(out, tbl) {
+        let a = b
+            .column_by_name(col)
+            .expect("column")
+            .as_any()
+            .downcast_ref::<arrow::array::Float64Array>()
+            .expect("f64")
+            .clone();
+        v.extend((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))));
+    }
+    v
+}
+
+/// A 調剤 RE record (42 fields): receipt number, type, 調剤年月, name, sex, birth date, benefit
+/// rate, the prescribing institution (9-13), a prescriber name (14) and the kana name at 41.
+fn pharmacy_re(n: u32, month: &str, birth: &str, kana: &str) -> String {
+    let mut f = vec![String::new(); 42];
+    for (i, v) in [
+        (0usize, "RE"),
+        (2, "4118"),
+        (3, month),
+        (4, "薬局　花子"),
+        (5, "2"),
+        (6, birth),
+        (7, "70"),
+        (9, "13"),
+        (10, "1"),
+        (11, "7654321"),
+        (12, "処方病院"),
+        (13, "東京都港区"),
+        (14, "処方　医師"),
+        (35, "R-0042"),
+        (41, kana),
+    ] {
+        f[i] = v.to_owned();
+    }
+    f[1] = n.to_string();
+    f.join(",")
+}
+
+/// A hand-written 調剤 file, CP932 with CRLF: two prescriptions dispensed on two days (内服 14
+/// days twice, 屯服 5 doses) and a material (剤形 9 with a TO line), then a receipt with public
+/// expense only, linked by the kana name at field 41.
+fn pharmacy_file() -> String {
+    [
+        "YK,1,13,4,1234567,テスト薬局,202407,00,03-1234-5678".to_owned(),
+        pharmacy_re(1, "202406", "19600505", "ヤッキョクハナコ"),
+        "HO,06130012,１２,３４,2,528,,,,,,,".to_owned(),
+        "SN,1,01,,,,00,,".to_owned(),
+        "SH,01,1,001,,30,,,,".to_owned(),
+        "CZ,1,20240603,20240603,1,14,1,1,01,420001810,24,,,420,".to_owned(),
+        "CZ,1,20240603,20240617,2,14,1,1,01,420001810,24,,,420,".to_owned(),
+        "IY,1,620124201,3,,,,,,".to_owned(),
+        "IY,1,610406001,1.5,,,,,,".to_owned(),
+        "SH,02,3,002,,10,,,,".to_owned(),
+        "CZ,1,20240603,20240603,1,5,1,1,01,420002410,21,,,50,".to_owned(),
+        "IY,1,620000002,1,,,,,,".to_owned(),
+        "CO,810000001,コメント".to_owned(),
+        "SH,03,9,,,,,,,".to_owned(),
+        "CZ,1,20240617,20240617,2,1,1,1,01,,,,,12,".to_owned(),
+        "TO,1,710010001,2,,,".to_owned(),
+        "TK,810000001,摘要".to_owned(),
+        "KI,20240603,1,1,410000110,45,,".to_owned(),
+        pharmacy_re(2, "202406", "19451111", "コウヒタロウ"),
+        "KO,12136015,1234567,,1,100,,,,".to_owned(),
+        "SH,01,5,,,8,,,,".to_owned(),
+        "CZ,1,20240610,20240610,1,1,1,1,01,420002510,10,,,8,".to_owned(),
+        "IY,1,662640418,2,,,,,,".to_owned(),
+        "GO,2,628,99".to_owned(),
+    ]
+    .join("\r\n")
+        + "\r\n"
+}
+
+#[test]
+fn pharmacy_receipt_maps_dispensings_into_exact_rows_and_dates() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let bytes = sjis(&pharmacy_file());
+    assert!(bytes.windows(2).any(|w| w == b"\r\n") && std::str::from_utf8(&bytes).is_err(), "CP932 with CRLF");
+    let p = write(dir.path(), "pharmacy.UKE", &bytes);
+    let out = dir.path().join("out");
+    let (report, stats) = run(&[p], &out);
+    let q = quarantine(&out);
+    assert_eq!(report.quarantined, 0, "first quarantined: {:?}", q.first());
+    assert_eq!((report.records, report.loaded), (24, 24));
+    report.check_balanced().expect("balanced");
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(stats.receipts, 2);
+    for (t, n) in [("YK", 1), ("RE", 2), ("HO", 1), ("KO", 1), ("SN", 1), ("SH", 4), ("CZ", 5), ("IY", 4), ("TO", 1)] {
+        assert_eq!(stats.loaded(t), n, "{t}");
+    }
+    for (t, n) in [("CO", 1), ("TK", 1), ("KI", 1), ("GO", 1)] {
+        assert_eq!(stats.loaded(t), n, "{t}");
+    }
+
+    // claim: one per receipt, from YK (billing month at field 6) and RE/HO/KO.
+    let d = |m, day| chrono::NaiveDate::from_ymd_opt(2024, m, day);
+    assert_eq!(strings(&out, "claim", "claim_type"), vec![Some("pharmacy".into()), Some("pharmacy".into())]);
+    assert_eq!(dates(&out, "claim", "service_month"), vec![d(6, 1), d(6, 1)]);
+    assert_eq!(dates(&out, "claim", "billing_month"), vec![d(7, 1), d(7, 1)]);
+    assert_eq!(strings(&out, "claim", "receipt_type"), vec![Some("4118".into()), Some("4118".into())]);
+    assert_eq!(ints(&out, "claim", "benefit_rate"), vec![Some(70), Some(70)]);
+    assert_eq!(ints(&out, "claim", "service_days"), vec![Some(2), Some(1)]); // 処方箋受付回数
+    assert_eq!(strings(&out, "claim", "insurer_kind"), vec![Some("employee".into()), Some("public_only".into())]);
+    assert_eq!(strings(&out, "claim", "public_expense_codes"), vec![None, Some("12".into())]);
+    assert_eq!(strings(&out, "claim", "prefecture_code"), vec![Some("13".into()), Some("13".into())]);
+    let fac = key().pseudonym(niji_pseudo::Domain::Facility, &["13", "4", "1234567"]);
+    assert_eq!(strings(&out, "claim", "facility_id"), vec![Some(fac.clone()), Some(fac)]);
+
+    // drug_exposure: each IY × each CZ of its prescription; 内服 has days supply and an end.
+    assert_eq!(
+        strings(&out, "drug_exposure", "drug_source_value"),
+        ["620124201", "620124201", "610406001", "610406001", "620000002", "662640418"]
+            .iter()
+            .map(|c| Some((*c).to_owned()))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        strings(&out, "drug_exposure", "drug_source_vocabulary").iter().all(|v| v.as_deref() == Some("RECEIPT_DRUG"))
+    );
+    assert_eq!(
+        dates(&out, "drug_exposure", "drug_exposure_start_date"),
+        vec![d(6, 3), d(6, 17), d(6, 3), d(6, 17), d(6, 3), d(6, 10)]
+    );
+    assert_eq!(
+        dates(&out, "drug_exposure", "drug_exposure_end_date"),
+        vec![d(6, 16), d(6, 30), d(6, 16), d(6, 30), None, None]
+    );
+    assert_eq!(ints(&out, "drug_exposure", "days_supply"), vec![Some(14), Some(14), Some(14), Some(14), None, None]);
+    assert_eq!(
+        floats(&out, "drug_exposure", "quantity"),
+        vec![Some(3.0), Some(3.0), Some(1.5), Some(1.5), Some(1.0), Some(2.0)]
+    );
+    let ids = strings(&out, "drug_exposure", "drug_exposure_id");
+    let unique: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), 6, "one id per (IY line, CZ line)");
+    let claims = strings(&out, "claim", "claim_id");
+    let visit = strings(&out, "drug_exposure", "visit_occurrence_id");
+    assert_eq!(visit[..5].iter().filter(|v| **v == claims[0]).count(), 5);
+    assert_eq!(visit[5], claims[1]);
+
+    // TO: a device row dated by its prescription's dispensing.
+    assert_eq!(strings(&out, "procedure_occurrence", "procedure_source_value"), vec![Some("710010001".into())]);
+    assert_eq!(
+        strings(&out, "procedure_occurrence", "procedure_source_vocabulary"),
+        vec![Some("RECEIPT_DEVICE".into())]
+    );
+    assert_eq!(dates(&out, "procedure_occurrence", "procedure_date"), vec![d(6, 17)]);
+    assert_eq!(floats(&out, "procedure_occurrence", "quantity"), vec![Some(2.0)]);
+
+    // visit: first to last 調剤月日.
+    assert_eq!(strings(&out, "visit_occurrence", "visit_source_value"), vec![Some("pharmacy".into()); 2]);
+    assert_eq!(dates(&out, "visit_occurrence", "visit_start_date"), vec![d(6, 3), d(6, 10)]);
+    assert_eq!(dates(&out, "visit_occurrence", "visit_end_date"), vec![d(6, 17), d(6, 10)]);
+
+    // person: the first by insurance card (ID1), the second (public expense only) by the kana
+    // name at field 41 (ID2), not by the public-expense recipient.
+    assert_eq!(strings(&out, "person", "linkage_basis"), vec![Some("id1+id2".into()), Some("id2".into())]);
+    assert_eq!(strings(&out, "person", "sex"), vec![Some("F".into()), Some("F".into())]);
+    assert_eq!(ints(&out, "person", "year_of_birth"), vec![Some(1960), Some(1945)]);
+
+    // Nothing identifying or free text reaches the outputs.
+    let text = all_output_text(&out);
+    for s in [
+        "薬局　花子",
+        "ヤッキョクハナコ",
+        "処方　医師",
+        "処方病院",
+        "東京都港区",
+        "R-0042",
+        "コメント",
+        "摘要",
+        "テスト薬局",
+    ] {
+        assert!(!text.contains(s), "{s} leaked");
+    }
+}
+
+/// The kana name sits at field 41 in 調剤 and 36 in 医科: the same person (kana, birth date,
+/// sex, no insurance card) gets the same person_id from both layouts.
+#[test]
+fn pharmacy_and_medical_kana_positions_link_the_same_person() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pharmacy = [
+        "YK,1,13,4,1234567,テスト薬局,202407,00,03-1234-5678".to_owned(),
+        pharmacy_re(1, "202406", "19451111", "コウヒタロウ"),
+        "KO,12136015,1234567,,1,100,,,,".to_owned(),
+        "SH,01,1,001,,8,,,,".to_owned(),
+        "CZ,1,20240610,20240610,1,7,1,1,01,420001810,24,,,8,".to_owned(),
+        "IY,1,620124201,1,,,,,,".to_owned(),
+    ]
+    .join("\r\n")
+        + "\r\n";
+    let mut re = vec![String::new(); 38];
+    for (i, v) in [
+        (0usize, "RE"),
+        (1, "1"),
+        (2, "1112"),
+        (3, "202406"),
+        (4, "薬局　花子"),
+        (5, "2"),
+        (6, "19451111"),
+        (36, "コウヒタロウ"),
+    ] {
+        re[i] = v.to_owned();
+    }
+    let medical = [
+        "IR,1,13,1,7654321,,処方病院,202407,00,0300000000".to_owned(),
+        re.join(","),
+        "KO,12136015,7654321,,1,100,,,,,,".to_owned(),
+    ]
+    .join("\r\n")
+        + "\r\n";
+    let a = write(dir.path(), "p.UKE", &sjis(&pharmacy));
+    let b = write(dir.path(), "m.UKE", &sjis(&medical));
+    let out = dir.path().join("out");
+    let (report, _) = run(&[a, b], &out);
+    assert_eq!(report.quarantined, 0, "{:?}", quarantine(&out).first());
+    let persons = strings(&out, "claim", "person_id");
+    assert_eq!(persons.len(), 2);
+    assert_eq!(persons[0], persons[1]);
+    assert_eq!(strings(&out, "person", "linkage_basis"), vec![Some("id2".into()); 2]);
+}
+
+#[test]
+fn pharmacy_records_out_of_order_or_malformed_are_quarantined_with_place_and_reason() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let text = [
+        "YK,1,13,4,1234567,テスト薬局,202407,00,03-1234-5678".to_owned(), // 1
+        "CZ,1,20240603,20240603,1,14,1,1,01,420001810,24,,,420,".to_owned(), // 2: before any RE
+        pharmacy_re(1, "202406", "19600505", "ヤッキョクハナコ"),         // 3
+        "HO,06130012,１２,３４,1,100,,,,,,,".to_owned(),                  // 4
+        "IY,1,620124201,3,,,,,,".to_owned(),                              // 5: before any SH
+        "SH,01,1,001,,30,,,,".to_owned(),                                 // 6
+        "CZ,1,20240603,20240631,1,14,1,1,01,420001810,24,,,420,".to_owned(), // 7: no 31 June
+        "IY,1,620124201,3,,,,,,".to_owned(),                              // 8: no valid CZ
+        "SH,02,1,001,,30,,,,".to_owned(),                                 // 9
+        "CZ,1,20240501,20240520,1,14,1,1,01,420001810,24,,,420,".to_owned(), // 10: May, not June
+        "CZ,1,20240603,20240603,1,14,1,1,01,420001810,24,,,420,".to_owned(), // 11
+        "IY,1,62012420,3,,,,,,".to_owned(),                               // 12: 8-digit code
+        "IY,1,620124201,3,,,,,,".to_owned(),                              // 13
+        "SI,80,1,120002910,,68,1".to_owned(),                             // 14: 医科 record
+        "GO,1,100,99".to_owned(),                                         // 15
+    ]
+    .join("\r\n")
+        + "\r\n";
+    let p = write(dir.path(), "bad.UKE", &sjis(&text));
+    let out = dir.path().join("out");
+    let (report, stats) = run(&[p.clone()], &out);
+    report.check_balanced().expect("balanced");
+    assert_eq!((report.records, report.quarantined, report.loaded), (15, 7, 8));
+    let q = quarantine(&out);
+    let file = p.display().to_string();
+    assert!(q.iter().all(|e| e.file == file));
+    let got: Vec<(Option<u64>, Option<&str>, Option<&str>, &str)> =
+        q.iter().map(|e| (e.line, e.record_type.as_deref(), e.field.as_deref(), e.reason.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some(2), Some("CZ"), None, "out_of_order"),
+            (Some(5), Some("IY"), None, "out_of_order"),
+            (Some(7), Some("CZ"), Some("dispensing_date"), "bad_date"),
+            (Some(8), Some("IY"), None, "no_dispensing_record"),
+            (Some(10), Some("CZ"), Some("dispensing_date"), "date_outside_month"),
+            (Some(14), Some("SI"), Some("record_type"), "not_in_layout"),
+            (Some(12), Some("IY"), Some("code"), "bad_length"),
+        ]
+    );
+    assert_eq!(stats.loaded("IY"), 1);
+    assert_eq!(
+        dates(&out, "drug_exposure", "drug_exposure_start_date"),
+        vec![chrono::NaiveDate::from_ymd_opt(2024, 6, 3)]
+    );
+    // No detail carries a value.
+    for e in &q {
+        assert!(!e.detail.contains("620124201") && !e.detail.contains("20240631"));
+    }
+}
