@@ -1,5 +1,9 @@
-//! `fhir`: FHIR Bulk Data NDJSON → CDM Parquet (our ViewDefinition ingest, pseudonymized)
-//! against DuckDB (`read_json` → `COPY … (FORMAT parquet)`) on the same files in the same run.
+//! `fhir`: FHIR Bulk Data NDJSON → Parquet, one thread each, on the same files in the same run:
+//! - ours, pseudonymized: the full ingest (ViewDefinitions, linkage HMACs, CDM tables);
+//! - ours, without pseudonymization: the same ViewDefinitions (`Mappings::builtin`) flattened
+//!   straight to one zstd Parquet file per view — no linkage, no HMACs, no CDM mapping;
+//! - DuckDB: `read_json` → `COPY … (FORMAT parquet)`;
+//! - polars: `scan_ndjson` → `sink_parquet` (`POLARS_MAX_THREADS=1`).
 //!
 //! The input is generated here in the JP-CLINS shapes (Patient with the insurance member id
 //! and a kana name, Condition with a MEDIS code, laboratory Observation with JLAC10), one file
@@ -8,6 +12,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+use anyhow::Context;
 
 use crate::{Opts, peer};
 
@@ -56,6 +62,79 @@ fn generate(dir: &Path, persons: u64) -> anyhow::Result<(Vec<PathBuf>, u64, u64)
     }
     let bytes = paths.iter().map(|p| std::fs::metadata(p).map(|m| m.len())).sum::<Result<u64, _>>()?;
     Ok((paths, bytes, resources))
+}
+
+const POLARS: &str = r#"
+import os, sys, time
+os.environ["POLARS_MAX_THREADS"] = "1"
+import polars as pl
+out = sys.argv[1]
+files = sys.argv[2:]
+t = time.perf_counter()
+for i, f in enumerate(files):
+    pl.scan_ndjson(f).sink_parquet(f"{out}/polars{i}.parquet")
+print(f"seconds={time.perf_counter() - t}")
+"#;
+
+/// Ours without pseudonymization: NDJSON → the built-in ViewDefinitions → zstd Parquet, one
+/// file per view. Returns (seconds, rows written).
+fn views_only(inputs: &[PathBuf], out: &Path) -> anyhow::Result<(f64, u64)> {
+    use std::io::BufRead;
+
+    use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::basic::{Compression, ZstdLevel};
+    use datafusion::parquet::file::properties::WriterProperties;
+
+    std::fs::create_dir_all(out)?;
+    let t = Instant::now();
+    let maps = niji_ingest::fhir::Mappings::builtin()?;
+    let env = niji_ingest::fhir::Env::default();
+    let mut written = 0u64;
+    for (i, input) in inputs.iter().enumerate() {
+        let mut writer: Option<ArrowWriter<std::fs::File>> = None;
+        let mut rows = Vec::new();
+        let mut view = None;
+        let reader = std::io::BufReader::new(std::fs::File::open(input)?);
+        let mut flush = |rows: &mut Vec<Vec<niji_ingest::fhir::Cell>>, view: &niji_ingest::fhir::View, writer: &mut Option<ArrowWriter<std::fs::File>>| -> anyhow::Result<()> {
+            let batch = view.to_record_batch(rows)?;
+            if writer.is_none() {
+                let props = WriterProperties::builder()
+                    .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+                    .build();
+                let f = std::fs::File::create(out.join(format!("view{i}.parquet")))?;
+                *writer = Some(ArrowWriter::try_new(f, batch.schema(), Some(props))?);
+            }
+            if let Some(w) = writer.as_mut() {
+                w.write(&batch)?;
+            }
+            written += rows.len() as u64;
+            rows.clear();
+            Ok(())
+        };
+        for line in reader.lines() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let res: serde_json::Value = serde_json::from_str(&line)?;
+            let rt = res.get("resourceType").and_then(|v| v.as_str()).unwrap_or("");
+            let v = maps.view(rt).with_context(|| format!("no view for {rt}"))?;
+            rows.extend(v.eval(&res, &env)?);
+            view = Some(v);
+            if rows.len() >= niji_ingest::sink::CdmSink::DEFAULT_BATCH_ROWS {
+                flush(&mut rows, v, &mut writer)?;
+            }
+        }
+        if let Some(v) = view
+            && !rows.is_empty()
+        {
+            flush(&mut rows, v, &mut writer)?;
+        }
+        if let Some(w) = writer {
+            w.close()?;
+        }
+    }
+    Ok((t.elapsed().as_secs_f64(), written))
 }
 
 const DUCKDB: &str = r#"
@@ -107,13 +186,20 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let duck = peer::value(&peer::run(DUCKDB, &arg_refs)?, "seconds")?;
 
-    peer::row("fhir ndjson→parquet (1 thread)", "MB/s", mb / ours, "duckdb", mb / duck);
-    peer::row(
-        "fhir ndjson→parquet (1 thread)",
-        "resources/s",
-        resources as f64 / ours,
-        "duckdb",
-        resources as f64 / duck,
-    );
+    let polars_out = dir.join("polars");
+    std::fs::create_dir_all(&polars_out)?;
+    args[0] = abs(&polars_out)?;
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let polars = peer::value(&peer::run(POLARS, &arg_refs)?, "seconds")?;
+
+    let (plain, view_rows) = views_only(&inputs, &dir.join("views-only"))?;
+    eprintln!("fhir: ours {ours:.2} s, views only {plain:.2} s ({view_rows} rows), duckdb {duck:.2} s, polars {polars:.2} s");
+
+    for (what, secs) in [("fhir ndjson→parquet, pseudonymized", ours), ("fhir ndjson→parquet, no pseudonyms", plain)] {
+        for (peer_name, peer_s) in [("duckdb", duck), ("polars", polars)] {
+            peer::row("fhir", what, "MB/s", mb / secs, peer_name, mb / peer_s);
+            peer::row("fhir", what, "resources/s", resources as f64 / secs, peer_name, resources as f64 / peer_s);
+        }
+    }
     Ok(())
 }

@@ -1,6 +1,4 @@
 //! Peers run in Python (DuckDB, polars) from a virtual environment this command creates.
-#![allow(dead_code)] // Used as benchmark items land.
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -56,8 +54,9 @@ pub fn value(out: &str, key: &str) -> anyhow::Result<f64> {
         .with_context(|| format!("peer value {key}"))
 }
 
-/// One result row: ours against the peer.
-pub fn row(item: &str, unit: &str, ours: f64, peer_name: &str, peer: f64) {
+/// One result row: ours against the peer, printed now and recorded for the summary and JSON.
+pub fn row(key: &str, item: &str, unit: &str, ours: f64, peer_name: &str, peer: f64) {
     let ratio = if peer > 0.0 { ours / peer } else { f64::NAN };
-    println!("{item:<32} {ours:>14.1} {unit:<12} {peer_name:<10} {peer:>14.1} {unit:<12} ratio {ratio:>6.2}x");
+    println!("{item:<36} {ours:>14.1} {unit:<12} {peer_name:<10} {peer:>14.1} {unit:<12} ratio {ratio:>6.2}x");
+    crate::report::pair(key, item, unit, ours, peer_name, peer, "");
 }
