@@ -8,8 +8,15 @@
 //!    (Practitioner, Organization, Encounter, …) are remembered to check references. Memory is
 //!    bounded by the number of patients and supporting resources, not by the input size.
 //! 2. Everything else: evaluated by the view for its type; the subject is resolved through the
-//!    index; rows go to the CDM table. A resource is **loaded** (rows written), or
-//!    **quarantined** with file, line or entry, field and a reason code.
+//!    index; rows go to the CDM table. A resource is **loaded** (rows written),
+//!    **quarantined** with file, line or entry, field and a reason code, or
+//!    **consent-excluded** (see below).
+//!
+//! Consent ([`ingest_with_consent`]): each Patient's link is decided by the gate, with every
+//! linkage key of the link, as the receipt and care readers decide theirs. An excluded Patient
+//! writes no row and is counted consent-excluded; it stays in the index, marked, so every
+//! resource whose subject resolves to it is consent-excluded too (not `unresolved_subject`).
+//! Counts are per record (resource), so records = loaded + quarantined + consent-excluded.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -25,6 +32,7 @@ use serde_json::Value;
 
 use super::read::{self, Location, Unit};
 use super::view::{Cell, Env, View};
+use crate::consent::{ConsentDecision, ConsentGate, ExcludeReason};
 use crate::report::{IngestReport, InputReport, QuarantineWriter, Quarantined};
 use crate::sink::{CdmSink, Value as V};
 use crate::{IngestError, Result};
@@ -227,11 +235,20 @@ struct Person {
     person_id: String,
     /// Linkage strength: 2 = ID1/ID2, 1 = source id. A stronger link wins an identifier.
     rank: u8,
+    /// Set when consent excludes the person: its resources are consent-excluded.
+    excluded: Option<ExcludeReason>,
+}
+
+/// What became of a record that was not quarantined.
+enum Outcome {
+    Loaded,
+    Excluded(ExcludeReason),
 }
 
 /// State shared by both passes.
 struct Run<'k> {
     key: &'k PseudonymKey,
+    consent: Option<&'k ConsentGate>,
     maps: std::rc::Rc<Mappings>,
     sink: CdmSink,
     quarantine: QuarantineWriter,
@@ -246,9 +263,11 @@ struct Run<'k> {
     visits: HashSet<String>,
 }
 
+#[derive(Default)]
 struct Counts {
     loaded: u64,
     quarantined: u64,
+    consent_excluded: u64,
     records: u64,
 }
 
@@ -317,7 +336,11 @@ impl Run<'_> {
             None => Err(reject("unmapped_resource_type", "resourceType", "no view for this resource type")),
         };
         match outcome {
-            Ok(()) => c.loaded += 1,
+            Ok(Outcome::Loaded) => c.loaded += 1,
+            Ok(Outcome::Excluded(reason)) => {
+                c.consent_excluded += 1;
+                self.report.warn(&format!("consent_excluded_fhir_{}", reason.code()));
+            }
             Err(r) => {
                 c.quarantined += 1;
                 let field = (!r.field.is_empty()).then_some(r.field.as_str());
@@ -327,7 +350,8 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn patient(&mut self, row: &Row<'_>, res: &Value, full_url: Option<&str>) -> Rej<()> {
+    /// Link a Patient, decide its consent, write its rows unless excluded, and index it.
+    fn patient(&mut self, row: &Row<'_>, res: &Value, full_url: Option<&str>) -> Rej<Outcome> {
         let birth = match row.text("birth_date")? {
             None => None,
             Some(b) => Some(
@@ -367,30 +391,39 @@ impl Run<'_> {
             }
             _ => reject("no_linkage_key", "identifier", "no linkage key could be formed"),
         })?;
-        if link.basis == niji_pseudo::LinkageBasis::SourceId {
-            self.report.warn("linkage_source_id");
-        }
-        let prefecture = row.text("prefecture")?.and_then(niji_pseudo::generalize::prefecture_code).or_else(|| {
-            row.text("postal_code").ok().flatten().and_then(niji_pseudo::generalize::prefecture_from_postcode)
-        });
-        let area = row.text("postal_code")?.and_then(niji_pseudo::generalize::secondary_medical_area);
-        let person = V::from(link.person_id.clone());
-        let out = vec![
-            person.clone(),
-            V::from(sex.unwrap_or(Sex::Unknown).code()),
-            birth.map(|b| V::I32(b.year())).unwrap_or(V::Null),
-            birth.map(|b| V::I32(b.month() as i32)).unwrap_or(V::Null),
-            prefecture.map(V::from).unwrap_or(V::Null),
-            area.map(V::from).unwrap_or(V::Null),
-            V::from(link.basis.as_str()),
-            V::from("fhir"),
-        ];
-        self.push(&PERSON_TABLE, out)?;
-        if let Some(d) = row.date("deceased_date")? {
-            self.push(&DEATH, vec![person, V::Date(d), V::Null, V::from("fhir")])?;
+        let excluded = match self.consent.map(|g| g.decide(&link)) {
+            Some(ConsentDecision::Exclude(reason)) => Some(reason),
+            _ => None,
+        };
+        if excluded.is_none() {
+            if link.basis == niji_pseudo::LinkageBasis::SourceId {
+                self.report.warn("linkage_source_id");
+            }
+            let prefecture = row.text("prefecture")?.and_then(niji_pseudo::generalize::prefecture_code).or_else(|| {
+                row.text("postal_code").ok().flatten().and_then(niji_pseudo::generalize::prefecture_from_postcode)
+            });
+            let area = row.text("postal_code")?.and_then(niji_pseudo::generalize::secondary_medical_area);
+            // Every field is checked before the first row is written: a quarantined Patient
+            // leaves no row behind.
+            let death = row.date("deceased_date")?;
+            let person = V::from(link.person_id.clone());
+            let out = vec![
+                person.clone(),
+                V::from(sex.unwrap_or(Sex::Unknown).code()),
+                birth.map(|b| V::I32(b.year())).unwrap_or(V::Null),
+                birth.map(|b| V::I32(b.month() as i32)).unwrap_or(V::Null),
+                prefecture.map(V::from).unwrap_or(V::Null),
+                area.map(V::from).unwrap_or(V::Null),
+                V::from(link.basis.as_str()),
+                V::from("fhir"),
+            ];
+            self.push(&PERSON_TABLE, out)?;
+            if let Some(d) = death {
+                self.push(&DEATH, vec![person, V::Date(d), V::Null, V::from("fhir")])?;
+            }
         }
         let rank = if link.basis == niji_pseudo::LinkageBasis::SourceId { 1 } else { 2 };
-        let p = std::rc::Rc::new(Person { person_id: link.person_id, rank });
+        let p = std::rc::Rc::new(Person { person_id: link.person_id, rank, excluded });
         if let Some(k) = row.text("resource_key")? {
             self.persons.insert(k.to_owned(), p.clone());
         }
@@ -406,7 +439,7 @@ impl Run<'_> {
                 }
             }
         }
-        Ok(())
+        Ok(excluded.map_or(Outcome::Loaded, Outcome::Excluded))
     }
 
     fn push(&mut self, table: &'static TableDef, row: Vec<V>) -> Rej<()> {
@@ -414,6 +447,15 @@ impl Run<'_> {
     }
 
     fn subject(&self, row: &Row<'_>, unit: &Unit<'_>) -> Rej<String> {
+        self.resolve_subject(row, unit).map(|p| p.person_id.clone())
+    }
+
+    /// The consent exclusion of the Patient a row's subject resolves to, if any.
+    fn subject_excluded(&self, row: &Row<'_>, unit: &Unit<'_>) -> Option<ExcludeReason> {
+        self.resolve_subject(row, unit).ok().and_then(|p| p.excluded)
+    }
+
+    fn resolve_subject(&self, row: &Row<'_>, unit: &Unit<'_>) -> Rej<&Person> {
         let doc = unit.document_subject.map(|r| match unit.aliases.and_then(|a| a.get(r)) {
             Some(k) => k.clone(),
             None => super::fhirpath::reference_key_plain(r),
@@ -424,7 +466,7 @@ impl Run<'_> {
             return Err(reject("missing_subject", "subject", "no patient reference"));
         }
         let hit = by_key.and_then(|k| self.persons.get(k)).or_else(|| by_ident.and_then(|i| self.persons.get(i)));
-        hit.map(|p| p.person_id.clone()).ok_or_else(|| {
+        hit.map(|p| &**p).ok_or_else(|| {
             reject("unresolved_subject", "subject", "the patient reference matches no Patient in the inputs")
         })
     }
@@ -541,6 +583,8 @@ impl Run<'_> {
             self.report.warn("reference_only_resource");
             return Ok(());
         }
+        // The subject is resolved on every row before any row is written: a resource of an
+        // excluded person writes nothing (its contained Encounter included).
         let maps = self.maps.clone();
         let outcome = match Self::eval(&maps, res, unit) {
             None => Err(reject("unmapped_resource_type", "resourceType", "no mapping view for this resource type")),
@@ -549,20 +593,30 @@ impl Run<'_> {
                 Err(reject("out_of_scope", "", "the mapping view's where clause excludes this resource"))
             }
             Some(Ok((view, rows))) => {
-                let mut r = Ok(());
-                for cells in rows {
-                    r = self.map_row(&rt, &Row { view, cells }, res, unit);
-                    if r.is_err() {
-                        break;
+                let rows: Vec<Row<'_>> = rows.into_iter().map(|cells| Row { view, cells }).collect();
+                match rows.iter().find_map(|row| self.subject_excluded(row, unit)) {
+                    Some(reason) => Ok(Outcome::Excluded(reason)),
+                    None => {
+                        let mut r = Ok(Outcome::Loaded);
+                        for row in &rows {
+                            if let Err(e) = self.map_row(&rt, row, res, unit) {
+                                r = Err(e);
+                                break;
+                            }
+                        }
+                        r
                     }
                 }
-                r
             }
         };
         match outcome {
-            Ok(()) => {
+            Ok(Outcome::Loaded) => {
                 c.loaded += 1;
                 self.quality(res, unit);
+            }
+            Ok(Outcome::Excluded(reason)) => {
+                c.consent_excluded += 1;
+                self.report.warn(&format!("consent_excluded_fhir_{}", reason.code()));
             }
             Err(r) => {
                 c.quarantined += 1;
@@ -775,11 +829,22 @@ fn pass1_candidate(line: &[u8]) -> bool {
 }
 
 /// Ingest FHIR inputs into CDM Parquet tables under `opts.out`, with `_quarantine.ndjson`
-/// and `_report.json`. Returns the (balanced) report.
+/// and `_report.json`, without a consent gate. Returns the (balanced) report.
 pub fn ingest(opts: &FhirIngestOptions, key: &PseudonymKey) -> Result<IngestReport> {
+    ingest_with_consent(opts, key, None)
+}
+
+/// As [`ingest`], applying a consent gate per Patient: an excluded Patient and every resource
+/// whose subject resolves to it write no row and are counted consent-excluded, per record.
+pub fn ingest_with_consent(
+    opts: &FhirIngestOptions,
+    key: &PseudonymKey,
+    consent: Option<&ConsentGate>,
+) -> Result<IngestReport> {
     std::fs::create_dir_all(&opts.out).map_err(|source| IngestError::Write { path: opts.out.clone(), source })?;
     let mut run = Run {
         key,
+        consent,
         maps: std::rc::Rc::new(Mappings::builtin()?),
         sink: CdmSink::create(&opts.out)?.with_batch_rows(opts.batch_rows),
         quarantine: QuarantineWriter::create(&opts.out.join("_quarantine.ndjson"))?,
@@ -789,8 +854,7 @@ pub fn ingest(opts: &FhirIngestOptions, key: &PseudonymKey) -> Result<IngestRepo
         handled: HashSet::new(),
         visits: HashSet::new(),
     };
-    let mut counts: Vec<Counts> =
-        opts.inputs.iter().map(|_| Counts { loaded: 0, quarantined: 0, records: 0 }).collect();
+    let mut counts: Vec<Counts> = opts.inputs.iter().map(|_| Counts::default()).collect();
     for (i, path) in opts.inputs.iter().enumerate() {
         let file = display(path);
         let c = &mut counts[i];
@@ -808,7 +872,7 @@ pub fn ingest(opts: &FhirIngestOptions, key: &PseudonymKey) -> Result<IngestRepo
             records: c.records,
             loaded: c.loaded,
             quarantined: c.quarantined,
-            consent_excluded: 0,
+            consent_excluded: c.consent_excluded,
             error: None,
         });
     }

@@ -216,3 +216,88 @@ fn bad_records_are_quarantined_by_place_and_the_rest_loads() {
     assert_no_identifiers(&out, &["ヤマダ", "1950-04-01", "紹介状本文"]);
     assert_eq!(cells["document"].iter().filter(|c| *c == "referral").count(), 1);
 }
+
+/// Consent applies per record: an opted-out Patient and every resource whose subject resolves
+/// to it are consent-excluded (none is loaded, none quarantined as an unresolved subject), and
+/// the report balances per resource.
+#[test]
+fn consent_excludes_a_patient_and_its_resources_per_record() {
+    use niji_ingest::consent::{ConsentGate, ConsentRegistry};
+    let dir = tempfile::tempdir().expect("tmp");
+    let input = dir.path().join("consent.ndjson");
+    let syl = r#""extension":[{"url":"http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation","valueCode":"SYL"}]"#;
+    let lines = [
+        format!(
+            r#"{{"resourceType":"Patient","id":"p1","gender":"female","birthDate":"1950-04-01","name":[{{"text":"ヤマダ ハナコ",{syl}}}],"deceasedDateTime":"2021-01-01"}}"#
+        ),
+        format!(
+            r#"{{"resourceType":"Patient","id":"p2","gender":"male","birthDate":"1960-05-05","name":[{{"text":"スズキ イチロウ",{syl}}}]}}"#
+        ),
+        r#"{"resourceType":"Condition","id":"c1","subject":{"reference":"Patient/p1"},"code":{"coding":[{"system":"http://jpfhir.jp/fhir/core/mhlw/CodeSystem/ICD10-2013-full","code":"E119"}]},"onsetDateTime":"2020-01-02"}"#.to_owned(),
+        r#"{"resourceType":"Observation","id":"o1","subject":{"reference":"Patient/p1"},"code":{"coding":[{"system":"http://loinc.org","code":"4548-4"}]},"valueQuantity":{"value":6.1,"code":"%"},"effectiveDateTime":"2020-03-04"}"#.to_owned(),
+        r#"{"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/p1"},"period":{"start":"2020-01-02"}}"#.to_owned(),
+        r#"{"resourceType":"Condition","id":"c2","subject":{"reference":"Patient/p2"},"code":{"coding":[{"system":"http://jpfhir.jp/fhir/core/mhlw/CodeSystem/ICD10-2013-full","code":"I10"}]},"onsetDateTime":"2020-01-02"}"#.to_owned(),
+        r#"{"resourceType":"Condition","id":"c3","subject":{"reference":"Patient/nobody"}}"#.to_owned(),
+    ];
+    std::fs::write(&input, lines.join("\n")).expect("write");
+
+    // Without a gate: everything but the unresolved subject loads.
+    let open = run(vec![input.clone()], &dir.path().join("open"));
+    assert_eq!((open.records, open.loaded, open.quarantined, open.consent_excluded), (7, 6, 1, 0));
+
+    let registry = ConsentRegistry::parse(
+        Path::new("consent.csv"),
+        "insurer_number,kigo,bango,branch,kana_name,birth_date,sex,purpose,status,effective_date\n\
+         ,,,,ヤマダ ハナコ,1950-04-01,2,research,opt-out,2020-01-01\n",
+        &key(),
+    )
+    .expect("registry");
+    let as_of = chrono::NaiveDate::from_ymd_opt(2025, 1, 1).expect("date");
+    let gate = ConsentGate { registry, purpose: "research".into(), as_of };
+    let out = dir.path().join("gated");
+    let opts = FhirIngestOptions { inputs: vec![input.clone()], out: out.clone(), batch_rows: 2 };
+    let report = niji_ingest::fhir::ingest_with_consent(&opts, &key(), Some(&gate)).expect("ingest");
+    report.check_balanced().expect("balanced");
+    // p1, c1, o1 and e1 are the opted-out person's records; p2 and c2 load; c3 is quarantined.
+    assert_eq!(report.records, 7);
+    assert_eq!(report.consent_excluded, 4, "{report:?}");
+    assert_eq!(report.loaded, 2);
+    assert_eq!(report.quarantined, 1);
+    assert_eq!(report.quarantined_by_reason.get("unresolved_subject"), Some(&1));
+    assert_eq!(report.inputs[0].consent_excluded, 4);
+    assert_eq!(report.warnings.get("consent_excluded_fhir_opted_out"), Some(&4));
+    let rows = &report.rows_per_table;
+    assert_eq!(rows.get("person"), Some(&1));
+    assert_eq!(rows.get("condition_occurrence"), Some(&1));
+    assert_eq!(rows.get("death").copied().unwrap_or(0), 0);
+    assert_eq!(rows.get("measurement").copied().unwrap_or(0), 0);
+    assert_eq!(rows.get("visit_occurrence").copied().unwrap_or(0), 0);
+    let on_disk: IngestReport =
+        serde_json::from_slice(&std::fs::read(out.join("_report.json")).expect("report file")).expect("json");
+    assert_eq!(on_disk, report);
+    assert!(quarantine(&out).iter().all(|q| q.reason == "unresolved_subject"));
+    assert_no_identifiers(&out, &["ヤマダ", "スズキ", "1950-04-01", "1960-05-05"]);
+
+    // The same registry for another purpose excludes nothing.
+    let gate = ConsentGate { purpose: "public-health".into(), ..gate };
+    let opts = FhirIngestOptions { out: dir.path().join("other"), ..opts };
+    let report = niji_ingest::fhir::ingest_with_consent(&opts, &key(), Some(&gate)).expect("ingest");
+    assert_eq!((report.loaded, report.consent_excluded), (6, 0));
+}
+
+/// A Patient quarantined for a field checked after linkage (here the death date) leaves no
+/// `person` row behind.
+#[test]
+fn a_quarantined_patient_writes_no_row() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let input = dir.path().join("p.ndjson");
+    std::fs::write(
+        &input,
+        r#"{"resourceType":"Patient","id":"p9","gender":"male","birthDate":"1970-01-01","deceasedDateTime":"01/02/2020"}"#,
+    )
+    .expect("write");
+    let report = run(vec![input], dir.path());
+    assert_eq!((report.records, report.quarantined), (1, 1));
+    assert_eq!(report.quarantined_by_reason.get("bad_date"), Some(&1));
+    assert_eq!(report.rows_per_table.get("person").copied().unwrap_or(0), 0);
+}
