@@ -33,24 +33,29 @@ impl deltalake_core::logstore::ObjectStoreFactory for S3Stores {
         url: &Url,
         config: &deltalake_core::logstore::StorageConfig,
     ) -> deltalake_core::DeltaResult<(deltalake_core::logstore::ObjectStoreRef, object_store::path::Path)> {
-        let mut opts = config.raw.clone();
-        for (env, key) in [
-            ("AWS_ACCESS_KEY_ID", "aws_access_key_id"),
-            ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
-            ("AWS_SESSION_TOKEN", "aws_session_token"),
-            ("AWS_REGION", "aws_region"),
-            ("AWS_ENDPOINT_URL", "aws_endpoint"),
-        ] {
-            if !opts.contains_key(key)
-                && let Ok(v) = std::env::var(env)
-            {
-                opts.insert(key.to_owned(), v);
-            }
-        }
-        opts.entry("aws_conditional_put".to_owned()).or_insert_with(|| "etag".to_owned());
-        let (store, path) = object_store::parse_url_opts(url, opts)?;
+        let (store, path) = object_store::parse_url_opts(url, s3_options(config.raw.clone()))?;
         Ok((Arc::from(store), path))
     }
+}
+
+/// S3 options for object_store: the given ones, completed from the standard `AWS_*`
+/// environment variables, with conditional PUT by ETag (Delta commits need it).
+pub(crate) fn s3_options(mut opts: HashMap<String, String>) -> HashMap<String, String> {
+    for (env, key) in [
+        ("AWS_ACCESS_KEY_ID", "aws_access_key_id"),
+        ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
+        ("AWS_SESSION_TOKEN", "aws_session_token"),
+        ("AWS_REGION", "aws_region"),
+        ("AWS_ENDPOINT_URL", "aws_endpoint"),
+    ] {
+        if !opts.contains_key(key)
+            && let Ok(v) = std::env::var(env)
+        {
+            opts.insert(key.to_owned(), v);
+        }
+    }
+    opts.entry("aws_conditional_put".to_owned()).or_insert_with(|| "etag".to_owned());
+    opts
 }
 
 struct S3Logs;

@@ -4,7 +4,7 @@
 //! A run ([`run::run_pipeline`]):
 //! 1. takes the pipeline's lease in the catalog (never two runs of one pipeline at once);
 //! 2. resumes the pipeline's unfinished run if there is one (same seq, same manifest), else
-//!    lists the sources, skips files whose SHA-256 the catalog has recorded, and starts run
+//!    lists the sources (local folders or `s3://` prefixes), skips files whose SHA-256 the catalog has recorded, and starts run
 //!    `seq + 1` with a manifest of the new files;
 //! 3. stages: the niji-ingest readers map, pseudonymize and consent-filter each source into
 //!    Parquet under `<data-dir>/runs/<pipeline>/<seq>/`, and the report must add up;
@@ -18,6 +18,7 @@
 pub mod lake;
 pub mod run;
 pub mod schedule;
+mod source;
 pub mod spec;
 
 use std::path::PathBuf;
@@ -58,10 +59,18 @@ pub enum PipelineError {
         source: std::io::Error,
     },
     /// A source URL the pipeline cannot list.
-    #[error("source `{source_name}`: unsupported URL (expected a folder or file:// URL)")]
+    #[error("source `{source_name}`: unsupported URL or glob (expected a folder, file:// or s3:// URL)")]
     SourceUrl {
         /// Source name.
         source_name: String,
+    },
+    /// A source's object store could not be configured or listed (the run plans nothing).
+    #[error("source `{source_name}`: object store: {source}")]
+    SourceStore {
+        /// Source name.
+        source_name: String,
+        /// The cause.
+        source: object_store::Error,
     },
     /// A target URL that does not parse or whose scheme is not supported.
     #[error("target URL `{url}`: {reason}")]

@@ -1,7 +1,6 @@
 //! One pipeline run, end to end (see the crate docs for the steps and why they are safe).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,9 +17,10 @@ use niji_ingest::report::{IngestReport, InputReport};
 use niji_pseudo::PseudonymKey;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::Digest;
 
 use crate::lake::Lake;
+pub use crate::source::sha256_file;
+use crate::source::{SourceStore, rename_quarantine};
 use crate::spec::{PipelineSpec, RuleAction, SourceFormat, SourceSpec};
 use crate::{PipelineError, Result, crash_point};
 
@@ -122,56 +122,15 @@ fn query_err(what: impl Into<String>) -> impl FnOnce(datafusion::error::DataFusi
     move |source| PipelineError::Query { what, source }
 }
 
-/// Hex SHA-256 and size of a file, streamed.
-pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let r = f.read(&mut buf)?;
-        if r == 0 {
-            break;
-        }
-        h.update(&buf[..r]);
-        n += r as u64;
-    }
-    Ok((hex::encode(h.finalize()), n))
-}
-
-fn source_dir(src: &SourceSpec, data_dir: &Path) -> Result<PathBuf> {
-    if let Some(rest) = src.url.strip_prefix("file://") {
-        return Ok(PathBuf::from(rest));
-    }
-    if src.url.contains("://") {
-        return Err(PipelineError::SourceUrl { source_name: src.name.clone() });
-    }
-    let p = PathBuf::from(&src.url);
-    Ok(if p.is_absolute() { p } else { data_dir.join(p) })
-}
-
-fn list_source(src: &SourceSpec, data_dir: &Path) -> Result<Vec<PathBuf>> {
-    let dir = source_dir(src, data_dir)?;
-    let pattern = dir.join(&src.glob);
-    let pattern = pattern.to_string_lossy();
-    let mut out: Vec<PathBuf> = glob::glob(&pattern)
-        .map_err(|_| PipelineError::SourceUrl { source_name: src.name.clone() })?
-        .filter_map(std::result::Result::ok)
-        .filter(|p| p.is_file())
-        .collect();
-    out.sort();
-    Ok(out)
-}
-
 async fn plan(spec: &PipelineSpec, catalog: &Catalog, data_dir: &Path) -> Result<Manifest> {
     let loaded: BTreeSet<String> = catalog.loaded_files(&spec.name).await?.into_iter().map(|f| f.sha256).collect();
     let mut seen = BTreeSet::new();
     let mut files = Vec::new();
     let mut skipped = 0;
     for src in &spec.sources {
-        for path in list_source(src, data_dir)? {
-            let file = path.display().to_string();
-            match sha256_file(&path) {
+        let store = SourceStore::open(src, data_dir)?;
+        for file in store.list(src).await? {
+            match store.sha256(&file).await {
                 Ok((sha, bytes)) => {
                     if loaded.contains(&sha) || !seen.insert(sha.clone()) {
                         skipped += 1;
@@ -342,7 +301,14 @@ async fn run_leased(
     for src in &spec.sources {
         let files: Vec<&PlannedFile> = manifest.files.iter().filter(|f| f.source == src.name).collect();
         let out = stage_dir.join(&src.name);
-        let report = stage_source(src, &files, &out, key, gate.as_ref(), &opts.data_dir)?;
+        std::fs::create_dir_all(&out).map_err(io_err(&out))?;
+        let download = out.join("_download");
+        let fetched = fetch_inputs(src, &files, &download, &opts.data_dir).await?;
+        let report = stage_source(src, fetched, &out, key, gate.as_ref(), &opts.data_dir);
+        if download.exists() {
+            std::fs::remove_dir_all(&download).map_err(io_err(&download))?;
+        }
+        let report = report?;
         report.check_balanced().map_err(|error| PipelineError::Unbalanced { source_name: src.name.clone(), error })?;
         reports.push((src.name.clone(), report));
         step(&src.name);
@@ -350,7 +316,11 @@ async fn run_leased(
     timer.lap("stage");
     crash_point("staged");
 
-    // 2. Consent decisions over every person seen (staged or already in the lake).
+    // 2. Consent decisions over every person seen (staged or already in the lake). The readers
+    //    already left out, and counted per record, every record the gate excludes; deciding
+    //    again on the staged persons by `person_id` is a safety net that drops nothing unless
+    //    the registry's answer for the person_id alone differs from the reader's answer over
+    //    all linkage keys (then the rows are dropped, counted as rows, and logged).
     let dataset = catalog.dataset(&spec.dataset).await?;
     let lake = Lake::new(
         spec.target.url.as_deref(),
@@ -435,6 +405,9 @@ async fn run_leased(
             .map_err(query_err(format!("sorting `{table}` by person_id")))?;
         let out = df.collect().await.map_err(query_err(format!("transforming `{table}`")))?;
         let after: u64 = out.iter().map(|b| b.num_rows() as u64).sum();
+        if before > after {
+            tracing::warn!(table = %table, rows = before - after, "consent: staged rows dropped by person_id");
+        }
         staged_excluded_rows.insert(table.clone(), before - after);
         if let Some(b) = out.first() {
             schemas.insert(
@@ -639,24 +612,65 @@ async fn run_leased(
     Ok(RunOutcome { seq, resumed, version_id, report })
 }
 
+/// A source's planned files as the readers get them.
+struct Fetched {
+    /// Local paths to read.
+    paths: Vec<PathBuf>,
+    /// Local path (as the readers print it) → file identity (path or object URL).
+    names: HashMap<String, String>,
+    /// Files that could not be hashed or fetched: listed as failed, not given to the reader.
+    failed: Vec<InputReport>,
+}
+
+/// Local paths for a source's planned files: local files in place, objects downloaded under
+/// `download` and checked against their planned SHA-256. A file that cannot be fetched fails
+/// alone.
+async fn fetch_inputs(src: &SourceSpec, files: &[&PlannedFile], download: &Path, data_dir: &Path) -> Result<Fetched> {
+    let mut f = Fetched { paths: Vec::new(), names: HashMap::new(), failed: Vec::new() };
+    let mut fail = |file: &str, error: String| {
+        f.failed.push(InputReport { file: file.to_owned(), error: Some(error), ..Default::default() });
+    };
+    let mut ok = Vec::new();
+    for p in files {
+        match (&p.error, &p.sha256) {
+            (Some(e), _) => fail(&p.path, e.clone()),
+            (None, None) => fail(&p.path, "no SHA-256 was planned".into()),
+            (None, Some(sha)) => ok.push((p, sha)),
+        }
+    }
+    if ok.is_empty() {
+        return Ok(f);
+    }
+    let store = SourceStore::open(src, data_dir)?;
+    for (i, (p, sha)) in ok.into_iter().enumerate() {
+        match store.fetch(&p.path, sha, download, i).await {
+            Ok(local) => {
+                f.names.insert(local.display().to_string(), p.path.clone());
+                f.paths.push(local);
+            }
+            Err(e) => {
+                tracing::warn!(file = %p.path, error = %e, "source file cannot be fetched");
+                f.failed.push(InputReport {
+                    file: p.path.clone(),
+                    error: Some(format!("cannot read: {e}")),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    Ok(f)
+}
+
 fn stage_source(
     src: &SourceSpec,
-    files: &[&PlannedFile],
+    fetched: Fetched,
     out: &Path,
     key: &PseudonymKey,
     gate: Option<&ConsentGate>,
     data_dir: &Path,
 ) -> Result<IngestReport> {
     let ingest_err = |error| PipelineError::Ingest { source_name: src.name.clone(), error };
-    std::fs::create_dir_all(out).map_err(io_err(out))?;
-    // Files that could not even be hashed are listed as failed and not given to the reader.
-    let unread: Vec<InputReport> = files
-        .iter()
-        .filter_map(|f| {
-            f.error.as_ref().map(|e| InputReport { file: f.path.clone(), error: Some(e.clone()), ..Default::default() })
-        })
-        .collect();
-    let mut paths: Vec<PathBuf> = files.iter().filter(|f| f.error.is_none()).map(|f| PathBuf::from(&f.path)).collect();
+    let Fetched { mut paths, names, failed: unread } = fetched;
     let mut report = match src.format {
         SourceFormat::Receipt => niji_ingest::receipt::run(&paths, out, key, gate).map_err(ingest_err)?.0,
         SourceFormat::Care => {
@@ -688,7 +702,7 @@ fn stage_source(
                 out: out.to_owned(),
                 batch_rows: niji_ingest::sink::CdmSink::DEFAULT_BATCH_ROWS,
             };
-            let mut r = niji_ingest::fhir::ingest(&opts, key).map_err(ingest_err)?;
+            let mut r = niji_ingest::fhir::ingest_with_consent(&opts, key, gate).map_err(ingest_err)?;
             for b in bad {
                 r.add_input(b);
             }
@@ -698,6 +712,13 @@ fn stage_source(
     for u in unread {
         report.add_input(u);
     }
+    // Reports and quarantine entries name each file by its identity, not its staging copy.
+    for i in &mut report.inputs {
+        if let Some(id) = names.get(&i.file) {
+            i.file.clone_from(id);
+        }
+    }
+    rename_quarantine(&out.join("_quarantine.ndjson"), &names)?;
     report.write_json(&out.join("_report.json")).map_err(ingest_err)?;
     Ok(report)
 }

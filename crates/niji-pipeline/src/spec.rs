@@ -33,7 +33,8 @@ impl SourceFormat {
     }
 }
 
-/// One source: a folder (or `file://` URL) in the landing zone and a glob of file names.
+/// One source: a folder, `file://` or `s3://bucket/prefix` URL in the landing zone and a glob
+/// of file names under it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
@@ -41,7 +42,8 @@ pub struct SourceSpec {
     pub name: String,
     /// Reader.
     pub format: SourceFormat,
-    /// Folder or `file://` URL; relative paths are relative to the data directory.
+    /// Folder, `file://` or `s3://bucket/prefix` URL; relative paths are relative to the data
+    /// directory.
     pub url: String,
     /// Glob of file names under `url` (`*.UKE`, `**/*.ndjson`).
     #[serde(default = "default_glob")]
@@ -49,6 +51,10 @@ pub struct SourceSpec {
     /// Folder of corrected care layouts (care only); the built-in ones otherwise.
     #[serde(default)]
     pub layout_dir: Option<String>,
+    /// object_store options of an `s3://` source (endpoint, region, allow_http…), completed
+    /// from the `AWS_*` environment variables.
+    #[serde(default)]
+    pub storage_options: BTreeMap<String, String>,
 }
 
 fn default_glob() -> String {
@@ -267,6 +273,19 @@ impl PipelineSpec {
             }
             glob::Pattern::new(&s.glob)
                 .map_err(|e| invalid(find("glob"), format!("source `{}`: bad glob: {e}", s.name)))?;
+            if let Some((scheme, _)) = s.url.split_once("://")
+                && scheme != "file"
+                && scheme != "s3"
+            {
+                let line = text
+                    .lines()
+                    .position(|l| l.trim_start().starts_with("url") && l.contains(s.url.as_str()))
+                    .map_or(0, |i| i + 1);
+                return Err(invalid(
+                    line,
+                    format!("source `{}`: URL scheme `{scheme}` (expected a folder, file:// or s3://)", s.name),
+                ));
+            }
         }
         if let Some(c) = &raw.consent {
             if !["research", "public-health", "commercial-research"].contains(&c.purpose.as_str()) {
@@ -421,6 +440,18 @@ action = "fail"
         let e = PipelineSpec::parse(&text, Path::new("claims.toml")).unwrap_err();
         assert!(matches!(e, PipelineError::SpecInvalid { line: 4, .. }), "{e}");
         assert!(e.to_string().contains("cron"), "{e}");
+    }
+
+    #[test]
+    fn source_urls_other_than_folders_file_and_s3_are_refused_with_their_line() {
+        let s3 =
+            GOOD.replace("\"landing/receipts\"", "\"s3://landing/receipts\"\nstorage_options = { aws_region = \"x\" }");
+        let s = PipelineSpec::parse(&s3, Path::new("claims.toml")).unwrap();
+        assert_eq!(s.sources[0].storage_options["aws_region"], "x");
+        let text = GOOD.replace("\"landing/receipts\"", "\"gs://landing/receipts\"");
+        let e = PipelineSpec::parse(&text, Path::new("claims.toml")).unwrap_err();
+        assert!(matches!(e, PipelineError::SpecInvalid { line: 9, .. }), "{e}");
+        assert!(e.to_string().contains("gs"), "{e}");
     }
 
     #[test]

@@ -91,3 +91,110 @@ async fn a_withdrawal_deletes_the_person_everywhere_in_the_next_run() {
     let out3 = run_pipeline(&spec, &cat, &key(), &opts(d)).await.unwrap();
     assert_eq!(out3.version_id, None);
 }
+
+/// FHIR sources apply consent in the reader, per resource: an opted-out person's Patient and
+/// every resource about them are counted consent-excluded records (none is loaded), nothing is
+/// left for the row-level safety net at staging, and the report adds up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fhir_consent_is_counted_per_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let all = synth(d);
+    let landing = d.join("landing/fhir");
+    std::fs::create_dir_all(&landing).unwrap();
+    for e in std::fs::read_dir(all.join("fhir")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "ndjson") {
+            std::fs::copy(&p, landing.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let ident = niji_synth::source_identities(&synth_config())
+        .find(|i| {
+            i.record_key.starts_with("fhir:Patient/")
+                && i.noise == niji_synth::NoiseKind::None
+                && i.insurer_number.is_some()
+                && i.kigo.is_some()
+                && i.bango.is_some()
+                && i.kana_name.is_some()
+        })
+        .expect("a clean FHIR patient");
+    let pid = ident.record_key.strip_prefix("fhir:Patient/").unwrap().to_owned();
+    // Resources of that Patient resource: at least these are the person's records.
+    let mut about = 1u64;
+    for e in std::fs::read_dir(&landing).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        about += text.lines().filter(|l| l.contains(&format!("\"Patient/{pid}\""))).count() as u64;
+    }
+    assert!(about > 1, "the patient has resources");
+    let yesterday = (chrono::Utc::now().date_naive() - chrono::Duration::days(1)).format("%Y-%m-%d");
+    std::fs::write(
+        d.join("landing/consent.csv"),
+        format!(
+            "insurer_number,kigo,bango,branch,kana_name,birth_date,sex,purpose,status,effective_date\n\
+             {},{},{},{},{},{},{},research,opt-out,{yesterday}\n",
+            ident.insurer_number.as_deref().unwrap_or(""),
+            ident.kigo.as_deref().unwrap_or(""),
+            ident.bango.as_deref().unwrap_or(""),
+            ident.branch.as_deref().unwrap_or(""),
+            ident.kana_name.as_deref().unwrap_or(""),
+            ident.birth_date.as_deref().unwrap(),
+            ident.sex.as_deref().unwrap(),
+        ),
+    )
+    .unwrap();
+    let spec_path = d.join("ehr-test.toml");
+    std::fs::write(
+        &spec_path,
+        r#"name = "ehr-test"
+dataset = "ehr"
+
+[[sources]]
+name = "fhir"
+format = "fhir"
+url = "landing/fhir"
+glob = "*.ndjson"
+
+[consent]
+registry = "landing/consent.csv"
+purpose = "research"
+policy = "opt-out"
+"#,
+    )
+    .unwrap();
+    let spec = PipelineSpec::load(&spec_path).unwrap();
+    let cat = catalog(d).await;
+    let out = run_pipeline(&spec, &cat, &key(), &opts(d)).await.unwrap();
+    let r = &out.report;
+    let c = &r["counts"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap();
+    assert_eq!(n(&c["records"]), n(&c["loaded"]) + n(&c["quarantined"]) + n(&c["consent_excluded"]));
+    assert!(n(&c["consent_excluded"]) >= about, "excluded {} < {about} records of the person", c["consent_excluded"]);
+    let per_input: u64 = r["inputs"].as_array().unwrap().iter().map(|i| n(&i["consent_excluded"])).sum();
+    assert_eq!(per_input, n(&c["consent_excluded"]));
+    for i in r["inputs"].as_array().unwrap() {
+        assert_eq!(n(&i["records"]), n(&i["loaded"]) + n(&i["quarantined"]) + n(&i["consent_excluded"]), "{i}");
+    }
+    let at_staging = r["consent"]["excluded_rows_at_staging"].as_object().unwrap();
+    assert!(at_staging.values().all(|v| n(v) == 0), "the reader left nothing to drop: {at_staging:?}");
+    // The person is in no table.
+    let birth = chrono::NaiveDate::parse_from_str(ident.birth_date.as_deref().unwrap(), "%Y%m%d").unwrap();
+    let ids = Identifiers {
+        insurer_number: ident.insurer_number.as_deref(),
+        kigo: ident.kigo.as_deref(),
+        bango: ident.bango.as_deref(),
+        branch: ident.branch.as_deref(),
+        kana_name: ident.kana_name.as_deref(),
+        birth_date: Some(birth),
+        sex: Some(Sex::parse(ident.sex.as_deref().unwrap()).unwrap()),
+        source_id: None,
+    };
+    let person = link(&key(), &ids).unwrap().person_id;
+    let v = cat.version(out.version_id.unwrap()).await.unwrap();
+    let mut total = 0;
+    for (t, dv) in &v.delta_versions {
+        let content = rows(d, "ehr", t, *dv).await;
+        assert!(!content.iter().any(|row| has(row, &person)), "{t} holds the opted-out person");
+        total += content.len();
+    }
+    assert!(total > 0);
+}
