@@ -97,7 +97,9 @@ async fn build(dir: &Path, persons: u64) -> anyhow::Result<()> {
     for name in DATASETS {
         let t = Instant::now();
         let spec = PipelineSpec::load(&root.join("pipelines").join(format!("{name}.toml")))?;
-        let out = run_pipeline(&spec, &catalog, &key, &RunOptions::new(dir)).await.with_context(|| format!("pipeline {name}"))?;
+        let out = run_pipeline(&spec, &catalog, &key, &RunOptions::new(dir))
+            .await
+            .with_context(|| format!("pipeline {name}"))?;
         eprintln!("cohort: pipeline {name}: {} in {:.1} s", out.report["counts"], t.elapsed().as_secs_f64());
     }
     for v in catalog.versions(Some(VersionStatus::Pending), None).await? {

@@ -95,7 +95,10 @@ fn views_only(inputs: &[PathBuf], out: &Path) -> anyhow::Result<(f64, u64)> {
         let mut rows = Vec::new();
         let mut view = None;
         let reader = std::io::BufReader::new(std::fs::File::open(input)?);
-        let mut flush = |rows: &mut Vec<Vec<niji_ingest::fhir::Cell>>, view: &niji_ingest::fhir::View, writer: &mut Option<ArrowWriter<std::fs::File>>| -> anyhow::Result<()> {
+        let mut flush = |rows: &mut Vec<Vec<niji_ingest::fhir::Cell>>,
+                         view: &niji_ingest::fhir::View,
+                         writer: &mut Option<ArrowWriter<std::fs::File>>|
+         -> anyhow::Result<()> {
             let batch = view.to_record_batch(rows)?;
             if writer.is_none() {
                 let props = WriterProperties::builder()
@@ -193,9 +196,12 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
     let polars = peer::value(&peer::run(POLARS, &arg_refs)?, "seconds")?;
 
     let (plain, view_rows) = views_only(&inputs, &dir.join("views-only"))?;
-    eprintln!("fhir: ours {ours:.2} s, views only {plain:.2} s ({view_rows} rows), duckdb {duck:.2} s, polars {polars:.2} s");
+    eprintln!(
+        "fhir: ours {ours:.2} s, views only {plain:.2} s ({view_rows} rows), duckdb {duck:.2} s, polars {polars:.2} s"
+    );
 
-    for (what, secs) in [("fhir ndjson→parquet, pseudonymized", ours), ("fhir ndjson→parquet, no pseudonyms", plain)] {
+    for (what, secs) in [("fhir ndjson→parquet, pseudonymized", ours), ("fhir ndjson→parquet, no pseudonyms", plain)]
+    {
         for (peer_name, peer_s) in [("duckdb", duck), ("polars", polars)] {
             peer::row("fhir", what, "MB/s", mb / secs, peer_name, mb / peer_s);
             peer::row("fhir", what, "resources/s", resources as f64 / secs, peer_name, resources as f64 / peer_s);

@@ -109,23 +109,37 @@ fn main() -> anyhow::Result<()> {
     let (items, opts) = parse()?;
     std::fs::create_dir_all(&opts.work)?;
     let started = std::time::Instant::now();
+    let mut failed = Vec::new();
     for item in &items {
         if !opts.peers && matches!(item.as_str(), "fhir" | "receipt") {
             println!("{item}: skipped (--no-peers)");
             continue;
         }
-        match item.as_str() {
-            "fhir" => fhir::run(&opts)?,
-            "receipt" => receipt::run(&opts)?,
-            "pseudo" => pseudo::run(&opts)?,
-            "query" => query::run(&opts)?,
-            "serve" => serve::run(&opts)?,
-            "dp" => {
-                // dp.rs prints its own table (stdout only).
-                dp::run(&opts)?;
+        let outcome = match item.as_str() {
+            "fhir" => fhir::run(&opts),
+            "receipt" => receipt::run(&opts),
+            "pseudo" => pseudo::run(&opts),
+            "query" => query::run(&opts),
+            "serve" => serve::run(&opts),
+            // dp.rs prints its own table (stdout only).
+            "dp" => dp::run(&opts).map(|()| {
                 report::detail("dp", serde_json::json!("printed to stdout only (see the dp table above)"));
-            }
+            }),
             other => anyhow::bail!("unknown benchmark item `{other}`; items: all, {}", ITEMS.join(", ")),
+        };
+        // One failing item does not lose the others' figures: it is reported and the run goes on.
+        if let Err(e) = outcome {
+            eprintln!("{item}: FAILED: {e:#}");
+            report::record(report::Row {
+                item: item.clone(),
+                what: "item failed".into(),
+                unit: "-".into(),
+                ours: None,
+                peer: "-".into(),
+                peer_value: None,
+                note: format!("{e:#}").replace('|', "/").replace('\n', " "),
+            });
+            failed.push(item.clone());
         }
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -133,6 +147,7 @@ fn main() -> anyhow::Result<()> {
     let path = opts.json.clone().unwrap_or_else(|| opts.work.join("results.json"));
     std::fs::write(&path, serde_json::to_vec_pretty(&report::json(opts.persons, &items, seconds))?)?;
     println!("results: {}", path.display());
+    anyhow::ensure!(failed.is_empty(), "items failed: {}", failed.join(", "));
     Ok(())
 }
 

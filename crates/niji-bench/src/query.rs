@@ -316,7 +316,9 @@ pub enum Released {
 impl Released {
     fn to_json(&self) -> Value {
         match self {
-            Released::Answered { ms, rows, suppressed } => json!({"ms": ms, "rows": rows, "suppressed_rows": suppressed}),
+            Released::Answered { ms, rows, suppressed } => {
+                json!({"ms": ms, "rows": rows, "suppressed_rows": suppressed})
+            }
             Released::Refused { code, message, ms } => json!({"refused": code, "message": message, "ms": ms}),
         }
     }
@@ -389,7 +391,11 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
 pub async fn run_async(opts: &Opts) -> anyhow::Result<Vec<QueryResult>> {
     let cohort = cohort::prepare(opts).await?;
     let tables: Vec<&String> = cohort.files.keys().collect();
-    println!("query: cohort of {} persons, tables {}", opts.persons, tables.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "));
+    println!(
+        "query: cohort of {} persons, tables {}",
+        opts.persons,
+        tables.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+    );
     let sqls: Vec<String> = QUERIES.iter().map(|(_, q)| sql(q)).collect();
 
     // Plain DataFusion.
@@ -468,7 +474,9 @@ pub async fn run_async(opts: &Opts) -> anyhow::Result<Vec<QueryResult>> {
             None => (None, "no peer".to_owned(), None),
         };
         let show = |r: &Released| match r {
-            Released::Answered { ms, .. } => (format!("{ms:.1}"), plain_ms.map_or("-".into(), |p| format!("{:.2}", ms / p))),
+            Released::Answered { ms, .. } => {
+                (format!("{ms:.1}"), plain_ms.map_or("-".into(), |p| format!("{:.2}", ms / p)))
+            }
             Released::Refused { code, .. } => ("refused".into(), code.clone()),
         };
         let (s_ms, s_ratio) = show(&sdc);
@@ -532,6 +540,9 @@ pub async fn run_async(opts: &Opts) -> anyhow::Result<Vec<QueryResult>> {
         "(medians of {} runs after a warm-up, planning included; dp: one uncached run at ε={DP_EPSILON}, δ={DP_DELTA:e}, default L and C)",
         opts.runs
     );
-    report::detail("query", json!({"persons": opts.persons, "tables": cohort.files.iter().map(|(k, v)| (k.clone(), json!(v.len()))).collect::<serde_json::Map<_, _>>(), "queries": details}));
+    report::detail(
+        "query",
+        json!({"persons": opts.persons, "tables": cohort.files.iter().map(|(k, v)| (k.clone(), json!(v.len()))).collect::<serde_json::Map<_, _>>(), "queries": details}),
+    );
     Ok(results)
 }

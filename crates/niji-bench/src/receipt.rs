@@ -77,7 +77,14 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
     anyhow::ensure!(peer_rows as u64 == lines, "peer loaded {peer_rows} rows, expected {lines}");
     println!("  duckdb: {peer_rows} rows in {peer_s:.3} s");
     peer::row("receipt", "receipt .UKE → Parquet", "records/s", lines as f64 / ours, "duckdb", lines as f64 / peer_s);
-    peer::row("receipt", "receipt .UKE → Parquet", "MB/s", size as f64 / 1e6 / ours, "duckdb", size as f64 / 1e6 / peer_s);
+    peer::row(
+        "receipt",
+        "receipt .UKE → Parquet",
+        "MB/s",
+        size as f64 / 1e6 / ours,
+        "duckdb",
+        size as f64 / 1e6 / peer_s,
+    );
     Ok(())
 }
 

@@ -17,7 +17,11 @@ fn query_and_pseudo_items_run_small_without_peers() {
         for (mode, out) in [("sdc", &r.sdc), ("dp", &r.dp)] {
             if let Released::Refused { code, .. } = out {
                 // A refusal is a result to report; a bug is not.
-                assert!(!["internal", "sql_plan", "execution_failed"].contains(&code.as_str()), "{} {mode}: {code}", r.name);
+                assert!(
+                    !["internal", "sql_plan", "execution_failed"].contains(&code.as_str()),
+                    "{} {mode}: {code}",
+                    r.name
+                );
             }
         }
     }
