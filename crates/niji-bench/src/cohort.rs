@@ -59,12 +59,12 @@ pub async fn prepare(opts: &Opts) -> anyhow::Result<Cohort> {
             std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
         build(&dir, opts.persons).await?;
-        std::fs::write(&ready, b"")?;
+        std::fs::write(ready, b"")?;
     }
     let mut files = BTreeMap::new();
     for ds in DATASETS {
         let ds_dir = dir.join("lake").join(ds);
-        let Ok(entries) = std::fs::read_dir(&ds_dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(ds_dir) else { continue };
         let mut tables: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect();
         tables.sort();
         for t in tables {
@@ -111,7 +111,7 @@ async fn build(dir: &Path, persons: u64) -> anyhow::Result<()> {
 /// The live Parquet files of a local Delta table: `add` minus `remove` over its log.
 fn delta_files(table: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let log = table.join("_delta_log");
-    let Ok(entries) = std::fs::read_dir(&log) else { return Ok(Vec::new()) };
+    let Ok(entries) = std::fs::read_dir(log) else { return Ok(Vec::new()) };
     let mut commits: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -121,7 +121,7 @@ fn delta_files(table: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut live = std::collections::BTreeSet::new();
     for c in commits {
         for line in std::fs::read_to_string(&c)?.lines() {
-            let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}", c.display()))?;
+            let v: serde_json::Value = serde_json::from_str(line).with_context(|| c.display().to_string())?;
             if let Some(p) = v.pointer("/add/path").and_then(|p| p.as_str()) {
                 anyhow::ensure!(!p.contains('%'), "escaped Delta path in {}", c.display());
                 live.insert(p.to_owned());

@@ -300,7 +300,7 @@ fn duckdb(opts: &Opts, cohort: &Cohort, sqls: &[String]) -> anyhow::Result<Vec<V
     let out_path = std::path::absolute(opts.work.join("query-duckdb-out.json"))?;
     std::fs::write(&spec_path, serde_json::to_vec(&spec)?)?;
     peer::run(DUCKDB, &[&spec_path.display().to_string(), &out_path.display().to_string()])?;
-    let out: Value = serde_json::from_slice(&std::fs::read(&out_path)?)?;
+    let out: Value = serde_json::from_slice(&std::fs::read(out_path)?)?;
     out.as_array().cloned().context("duckdb output is not a list")
 }
 

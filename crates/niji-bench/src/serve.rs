@@ -95,7 +95,7 @@ async fn run_async(opts: &Opts) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let mut child = tokio::process::Command::new(exe)
         .arg(CHILD_ARG)
-        .arg(&cohort.dir)
+        .arg(cohort.dir.as_os_str())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
