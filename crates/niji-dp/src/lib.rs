@@ -28,6 +28,7 @@ pub mod lineage;
 pub mod mechanism;
 mod release;
 pub mod rewrite;
+mod streaming;
 
 #[cfg(test)]
 mod dp_tests;

@@ -40,6 +40,8 @@ pub(crate) struct Bounded {
     pub columns: HashMap<String, Vec<f64>>,
     /// Per-person values of each median.
     pub medians: Vec<Vec<f64>>,
+    /// Computed by the streaming bounding (person-contiguous input), not the general plan.
+    pub streamed: bool,
 }
 
 async fn collect(ctx: &SessionContext, plan: LogicalPlan, stage: &'static str) -> Result<Vec<RecordBatch>> {
@@ -55,6 +57,19 @@ fn f64_values(a: &dyn Array) -> Result<Vec<f64>> {
 impl DpPlan {
     /// Runs the bounding plan and the median plans: exact bounded aggregates, never released.
     pub(crate) async fn bounded(&self, ctx: &SessionContext) -> Result<Bounded> {
+        if let Some(spec) = &self.streaming
+            && self.median_plans.is_empty()
+        {
+            if let Some(b) = crate::streaming::bounded(spec, ctx).await? {
+                return Ok(b);
+            }
+            tracing::debug!("dp bounding: input not person-contiguous, running the general plan");
+        }
+        self.bounded_general(ctx).await
+    }
+
+    /// The general bounding plan: per-(person, group) hash aggregation and a random rank.
+    pub(crate) async fn bounded_general(&self, ctx: &SessionContext) -> Result<Bounded> {
         let batches = collect(ctx, self.bounding.clone(), "bounding").await?;
         let mut out = Bounded::default();
         for batch in &batches {
@@ -91,6 +106,7 @@ impl DpPlan {
     /// tables of the session it was planned in; `ctx` supplies the runtime (memory pool, config).
     pub async fn execute(&self, ctx: &SessionContext) -> Result<DpAnswer> {
         let bounded = self.bounded(ctx).await?;
+        tracing::debug!(streamed = bounded.streamed, "dp: bounded aggregates computed");
         self.release(ctx, &bounded).await
     }
 

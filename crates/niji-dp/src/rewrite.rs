@@ -41,6 +41,10 @@
 //!    restricted to their domain *before* this choice.
 //! 4. Per group: the sums of the contributions and the number of persons.
 //!
+//! Steps 2 to 4 run as a single streaming pass when the input delivers each person's rows
+//! contiguously (tables are stored sorted by person); the plan above is the fall-back and the
+//! reference (see `streaming.rs`).
+//!
 //! One person therefore changes at most L groups (1 without GROUP BY), each count by at most C
 //! (1 for distinct persons) and each sum by at most `C·max(|lo|, |hi|)`: L1 sensitivity
 //! `L·C·b`, L2 `√L·C·b`.
@@ -84,6 +88,7 @@ use crate::accounting::{Request, Share, allocate};
 use crate::error::{DpError, Result};
 use crate::lineage::{Source, expr_lineage, unalias};
 use crate::mechanism::{FloatNoise, IntNoise, NoiseParams, Threshold, median_params};
+use crate::streaming::Spec as StreamingSpec;
 
 /// Default L with GROUP BY: groups one person may contribute to (without GROUP BY L is 1).
 pub const DEFAULT_MAX_GROUPS_PER_PERSON: u32 = 4;
@@ -209,6 +214,9 @@ pub struct DpPlan {
     pub(crate) bounding: LogicalPlan,
     /// Per-person values for each median (one column, `value`).
     pub(crate) median_plans: Vec<LogicalPlan>,
+    /// The streaming bounding over person-contiguous input (`None`: medians need the general
+    /// plan); it falls back to `bounding` whenever the input is not person-contiguous.
+    pub(crate) streaming: Option<StreamingSpec>,
     pub(crate) params: DpParams,
     pub(crate) l: u32,
     pub(crate) c: u32,
@@ -643,8 +651,17 @@ impl DpPlan {
         // Fails early (before any data is read) if the budget cannot be split.
         allocate(&params.request, measurements.len(), matches!(keys, Keys::Private))?;
 
-        let (bounding, median_plans) =
+        let (bounding, median_plans, (rows, value_columns)) =
             bounding_plans(&carried.plan, &carried.persons, agg, &aggs, values, &domains, l, c)?;
+        let streaming = StreamingSpec::supported(&aggs).then(|| StreamingSpec {
+            rows,
+            value_columns,
+            n_groups,
+            aggs: aggs.clone(),
+            domains: domains.clone(),
+            l: l as usize,
+            c: f64::from(c),
+        });
         let outputs = trace_outputs(plan, &top, agg.schema.fields().len(), n_groups)?;
         Ok(DpPlan {
             original: plan.clone(),
@@ -656,6 +673,7 @@ impl DpPlan {
             measurements,
             bounding,
             median_plans,
+            streaming,
             params: *params,
             l,
             c,
@@ -832,7 +850,7 @@ fn bounding_plans(
     domains: &[Option<Vec<ScalarValue>>],
     l: u32,
     c: u32,
-) -> Result<(LogicalPlan, Vec<LogicalPlan>)> {
+) -> Result<(LogicalPlan, Vec<LogicalPlan>, (LogicalPlan, Vec<Option<usize>>))> {
     let err = DpError::plan;
     let unit = if persons.len() == 1 {
         Expr::Column(persons[0].clone())
@@ -843,6 +861,23 @@ fn bounding_plans(
     // Stage 0: one row per input row.
     let mut exprs = vec![unit.alias(UNIT)];
     exprs.extend(agg.group_expr.iter().enumerate().map(|(i, g)| unalias(g).clone().alias(group_name(i))));
+    // The streaming path applies the public domains per group, not per row, and needs no
+    // column for a value that is never NULL (count(*)): every row counts.
+    let mut streaming_exprs = exprs.clone();
+    let mut value_columns = Vec::with_capacity(values.len());
+    for v in &values {
+        if matches!(unalias(v), Expr::Literal(x, _) if !x.is_null()) {
+            value_columns.push(None);
+        } else {
+            value_columns.push(Some(streaming_exprs.len()));
+            streaming_exprs.push(v.clone());
+        }
+    }
+    let streaming_rows = LogicalPlanBuilder::from(carried.clone())
+        .project(streaming_exprs)
+        .and_then(|b| b.filter(col(UNIT).is_not_null()))
+        .and_then(|b| b.build())
+        .map_err(err("row stage"))?;
     exprs.extend(values);
     let mut b = LogicalPlanBuilder::from(carried.clone()).project(exprs).map_err(err("row stage"))?;
     let mut keep = col(UNIT).is_not_null();
@@ -948,7 +983,7 @@ fn bounding_plans(
         }
     }
     let bounding = b.aggregate(groups, totals).and_then(|b| b.build()).map_err(err("group stage"))?;
-    Ok((bounding, medians))
+    Ok((bounding, medians, (streaming_rows, value_columns)))
 }
 
 /// For each output column of the final plan, the aggregates (index j) and group keys

@@ -8,6 +8,7 @@
 mod audit;
 mod plans;
 mod queries;
+mod streaming;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -96,6 +97,14 @@ impl Data {
             rows.retain(|r| !r.iter().any(|(n, v)| *n == "person_id" && *v == s(person)));
         }
         d
+    }
+
+    /// Every table's rows sorted by person, as the pipelines store them.
+    pub fn sorted(mut self) -> Data {
+        for rows in self.tables.values_mut() {
+            rows.sort_by_key(|r| r.iter().find(|(n, _)| *n == "person_id").map(|(_, v)| v.to_string()));
+        }
+        self
     }
 
     pub fn context(&self) -> SessionContext {
