@@ -211,8 +211,31 @@ pub fn rho_to_epsilon(rho: f64, delta: f64, threshold_delta: f64) -> Result<f64>
     Ok(epsilon)
 }
 
-/// Largest ρ with `rho_to_epsilon(ρ) ≤ epsilon` (bisection; ε is increasing in ρ).
+/// Entries kept by [`max_rho`]'s memo before it is emptied (a researcher may try many budgets).
+const MAX_RHO_MEMO: usize = 4096;
+
+/// Largest ρ with `rho_to_epsilon(ρ) ≤ epsilon`, memoized: the bisection calls OpenDP's
+/// conversion some 60 times (about a second in all), and every query of a given (ε, δ) asks the
+/// same. The result is a pure function of the three numbers, so the memo changes no answer.
 fn max_rho(epsilon: f64, delta: f64, threshold_delta: f64) -> Result<f64> {
+    static MEMO: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<(u64, u64, u64), f64>>> =
+        std::sync::LazyLock::new(Default::default);
+    let key = (epsilon.to_bits(), delta.to_bits(), threshold_delta.to_bits());
+    if let Some(rho) = MEMO.lock().ok().and_then(|m| m.get(&key).copied()) {
+        return Ok(rho);
+    }
+    let rho = max_rho_search(epsilon, delta, threshold_delta)?;
+    if let Ok(mut m) = MEMO.lock() {
+        if m.len() >= MAX_RHO_MEMO {
+            m.clear();
+        }
+        m.insert(key, rho);
+    }
+    Ok(rho)
+}
+
+/// The bisection behind [`max_rho`] (ε is increasing in ρ).
+fn max_rho_search(epsilon: f64, delta: f64, threshold_delta: f64) -> Result<f64> {
     let fits = |rho: f64| -> Result<bool> { Ok(rho_to_epsilon(rho, delta, threshold_delta)? <= epsilon) };
     let mut lo = 0.0_f64;
     let mut hi = epsilon;
