@@ -239,6 +239,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// A plain query's median milliseconds and answer rows, or why it failed.
+type PlainOutcome = Result<(f64, Vec<Vec<Cell>>), String>;
+
 /// A plain DataFusion session with `<dataset>.<table>` over the cohort's Parquet files.
 pub async fn plain_session(cohort: &Cohort) -> anyhow::Result<SessionContext> {
     let ctx = SessionContext::new();
@@ -400,7 +403,7 @@ pub async fn run_async(opts: &Opts) -> anyhow::Result<Vec<QueryResult>> {
 
     // Plain DataFusion.
     let ctx = plain_session(&cohort).await?;
-    let mut plain: Vec<Result<(f64, Vec<Vec<Cell>>), String>> = Vec::new();
+    let mut plain: Vec<PlainOutcome> = Vec::new();
     for q in &sqls {
         let mut times = Vec::new();
         let mut answer = Err(String::new());

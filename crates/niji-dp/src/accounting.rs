@@ -211,6 +211,9 @@ pub fn rho_to_epsilon(rho: f64, delta: f64, threshold_delta: f64) -> Result<f64>
     Ok(epsilon)
 }
 
+/// (ε, δ, threshold δ) as bits → largest ρ.
+type RhoMemo = std::sync::Mutex<std::collections::HashMap<(u64, u64, u64), f64>>;
+
 /// Entries kept by [`max_rho`]'s memo before it is emptied (a researcher may try many budgets).
 const MAX_RHO_MEMO: usize = 4096;
 
@@ -218,8 +221,7 @@ const MAX_RHO_MEMO: usize = 4096;
 /// conversion some 60 times (about a second in all), and every query of a given (ε, δ) asks the
 /// same. The result is a pure function of the three numbers, so the memo changes no answer.
 fn max_rho(epsilon: f64, delta: f64, threshold_delta: f64) -> Result<f64> {
-    static MEMO: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<(u64, u64, u64), f64>>> =
-        std::sync::LazyLock::new(Default::default);
+    static MEMO: std::sync::LazyLock<RhoMemo> = std::sync::LazyLock::new(Default::default);
     let key = (epsilon.to_bits(), delta.to_bits(), threshold_delta.to_bits());
     if let Some(rho) = MEMO.lock().ok().and_then(|m| m.get(&key).copied()) {
         return Ok(rho);

@@ -839,6 +839,10 @@ impl Mechanism {
     }
 }
 
+/// The general bounding plan, the median plans, and the streaming row stage with the column of
+/// each aggregate's value.
+type BoundingPlans = (LogicalPlan, Vec<LogicalPlan>, (LogicalPlan, Vec<Option<usize>>));
+
 /// Builds the bounding plan (per-group bounded sums) and one per-person value plan per median.
 #[allow(clippy::too_many_arguments)]
 fn bounding_plans(
@@ -850,7 +854,7 @@ fn bounding_plans(
     domains: &[Option<Vec<ScalarValue>>],
     l: u32,
     c: u32,
-) -> Result<(LogicalPlan, Vec<LogicalPlan>, (LogicalPlan, Vec<Option<usize>>))> {
+) -> Result<BoundingPlans> {
     let err = DpError::plan;
     let unit = if persons.len() == 1 {
         Expr::Column(persons[0].clone())

@@ -535,6 +535,9 @@ fn ranges_compatible(ranges: &[(ScalarValue, ScalarValue)]) -> bool {
     true
 }
 
+/// One person's (group key, partials) merged across partitions.
+type PersonGroups = Vec<(Vec<ScalarValue>, Vec<f64>)>;
+
 /// Per-group totals keyed by group key, across partitions.
 struct Totals {
     index: HashMap<Vec<ScalarValue>, usize>,
@@ -624,7 +627,7 @@ pub(crate) async fn bounded(spec: &Spec, ctx: &SessionContext) -> Result<Option<
         out.slot(Vec::new());
     }
     // Persons split over partitions (or alone in theirs): merged by unit, then finished.
-    let mut boundary: HashMap<ScalarValue, Vec<(Vec<ScalarValue>, Vec<f64>)>> = HashMap::new();
+    let mut boundary: HashMap<ScalarValue, PersonGroups> = HashMap::new();
     for part in &parts {
         for g in 0..part.n_gids {
             if part.persons[g] == 0 {

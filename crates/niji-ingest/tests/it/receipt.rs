@@ -730,13 +730,15 @@ fn pharmacy_records_out_of_order_or_malformed_are_quarantined_with_place_and_rea
         + "\r\n";
     let p = write(dir.path(), "bad.UKE", &sjis(&text));
     let out = dir.path().join("out");
-    let (report, stats) = run(&[p.clone()], &out);
+    let (report, stats) = run(std::slice::from_ref(&p), &out);
     report.check_balanced().expect("balanced");
     assert_eq!((report.records, report.quarantined, report.loaded), (15, 7, 8));
     let q = quarantine(&out);
     let file = p.display().to_string();
     assert!(q.iter().all(|e| e.file == file));
-    let got: Vec<(Option<u64>, Option<&str>, Option<&str>, &str)> =
+    // (line, record type, field, reason)
+    type Place<'a> = (Option<u64>, Option<&'a str>, Option<&'a str>, &'a str);
+    let got: Vec<Place<'_>> =
         q.iter().map(|e| (e.line, e.record_type.as_deref(), e.field.as_deref(), e.reason.as_str())).collect();
     assert_eq!(
         got,
