@@ -123,6 +123,19 @@ fn register(ctx: &SessionContext, def: &TableDef, rows: &[Row]) {
     ctx.register_table(def.name, Arc::new(t)).unwrap();
 }
 
+/// Exact bounded aggregates as (key, column) → value, with persons as a column.
+pub(crate) fn flat(b: &crate::release::Bounded) -> std::collections::BTreeMap<(String, String), f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for (g, key) in b.keys.iter().enumerate() {
+        let k = format!("{key:?}");
+        out.insert((k.clone(), "persons".into()), b.persons[g] as f64);
+        for (c, v) in &b.columns {
+            out.insert((k.clone(), c.clone()), v[g]);
+        }
+    }
+    out
+}
+
 pub(crate) fn s(v: &str) -> ScalarValue {
     ScalarValue::Utf8(Some(v.to_owned()))
 }

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::DpAnswer;
-use crate::release::Bounded;
 use crate::rewrite::AggKind;
 
 /// The answer as rows of display strings (keys) and f64 (numbers): column name → values.
@@ -152,19 +151,6 @@ async fn variance_and_standard_deviation_at_huge_epsilon() {
     assert!((num(r, "sd") - samp.sqrt()).abs() < 0.01, "{} vs {}", num(r, "sd"), samp.sqrt());
     let stats: Vec<&str> = a.columns.iter().filter(|c| c.column == "vp").map(|c| c.statistic).collect();
     assert_eq!(stats, ["var_sum", "var_sum_squares", "var_count"]);
-}
-
-/// Exact bounded aggregates as (key, column) → value.
-fn flat(b: &Bounded) -> BTreeMap<(String, String), f64> {
-    let mut out = BTreeMap::new();
-    for (g, key) in b.keys.iter().enumerate() {
-        let k = format!("{key:?}");
-        out.insert((k.clone(), "persons".into()), b.persons[g] as f64);
-        for (c, v) in &b.columns {
-            out.insert((k.clone(), c.clone()), v[g]);
-        }
-    }
-    out
 }
 
 /// Heavy-person stress: a person with 10^4 rows (values 5·10⁶ times the upper bound, 50

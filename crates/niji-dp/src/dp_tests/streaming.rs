@@ -2,23 +2,8 @@
 //! bounded aggregates, the fall-back when the input is not person-contiguous, and persons split
 //! over partitions bounded once.
 
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::release::Bounded;
-
-/// (key, column) → value, with persons as a column.
-fn flat(b: &Bounded) -> BTreeMap<(String, String), f64> {
-    let mut out = BTreeMap::new();
-    for (g, key) in b.keys.iter().enumerate() {
-        let k = format!("{key:?}");
-        out.insert((k.clone(), "persons".into()), b.persons[g] as f64);
-        for (c, v) in &b.columns {
-            out.insert((k.clone(), c.clone()), v[g]);
-        }
-    }
-    out
-}
 
 fn assert_same(sql: &str, a: &Bounded, b: &Bounded) {
     let (fa, fb) = (flat(a), flat(b));
