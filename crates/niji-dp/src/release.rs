@@ -57,9 +57,8 @@ fn f64_values(a: &dyn Array) -> Result<Vec<f64>> {
 impl DpPlan {
     /// Runs the bounding plan and the median plans: exact bounded aggregates, never released.
     pub(crate) async fn bounded(&self, ctx: &SessionContext) -> Result<Bounded> {
-        if let Some(spec) = &self.streaming
-            && self.median_plans.is_empty()
-        {
+        // `streaming` is None for medians (they need per-person values).
+        if let Some(spec) = &self.streaming {
             if let Some(b) = crate::streaming::bounded(spec, ctx).await? {
                 return Ok(b);
             }

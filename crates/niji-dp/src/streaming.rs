@@ -49,7 +49,7 @@ use futures::StreamExt;
 
 use crate::error::{DpError, Result};
 use crate::release::Bounded;
-use crate::rewrite::{AggKind, AggSpec, PERSONS, contrib_name, denominator_name, squares_name};
+use crate::rewrite::{AggKind, AggSpec, contrib_name, denominator_name, squares_name};
 
 const STAGE: &str = "bounding";
 
@@ -415,7 +415,8 @@ impl Partition {
                 starts.push(i + 1);
             }
         }
-        let mut bounds = starts.clone();
+        // Run ends: each start, then the end of the batch.
+        let mut bounds = starts;
         bounds.push(rows);
         // Rows before the first start continue the previous batch's person.
         let mut segments: Vec<(usize, usize, bool)> = Vec::with_capacity(bounds.len());
@@ -665,7 +666,6 @@ pub(crate) async fn bounded(spec: &Spec, ctx: &SessionContext) -> Result<Option<
     for (t, name) in layout.total_names.iter().enumerate() {
         columns.insert(name.clone(), (0..out.keys.len()).map(|i| out.totals[i * width + t]).collect());
     }
-    debug_assert!(!columns.contains_key(PERSONS));
     Ok(Some(Bounded { keys: out.keys, persons: out.persons, columns, medians: Vec::new(), streamed: true }))
 }
 
