@@ -732,14 +732,14 @@ fn type_matches(item: &Item<'_>, ty: &str) -> bool {
     }
 }
 
-fn type_arg(args: &[Expr]) -> PResult<String> {
+fn type_arg(args: &[Expr]) -> PResult<&str> {
     match args.first() {
         Some(Expr::Member(b, n)) => match b.as_ref() {
-            Expr::This => Ok(n.clone()),
-            Expr::Member(_, _) => Ok(n.clone()), // FHIR.Quantity, System.String
+            Expr::This => Ok(n),
+            Expr::Member(_, _) => Ok(n), // FHIR.Quantity, System.String
             _ => err("expected a type name"),
         },
-        Some(Expr::Str(s)) => Ok(s.clone()),
+        Some(Expr::Str(s)) => Ok(s),
         _ => err("expected a type name"),
     }
 }
@@ -995,14 +995,18 @@ pub fn resource_key(res: &Value, ctx: &Ctx<'_>) -> Option<String> {
 fn arith<'a>(op: BinOp, a: &[Item<'a>], b: &[Item<'a>]) -> PResult<Coll<'a>> {
     let (Some(x), Some(y)) = (single(a, "arithmetic")?, single(b, "arithmetic")?) else {
         if op == BinOp::Concat {
-            let s = |c: &[Item<'_>]| c.first().and_then(|i| i.as_str().map(str::to_owned)).unwrap_or_default();
-            return Ok(vec![Item::Str(s(a) + &s(b))]);
+            let sa = a.first().and_then(Item::as_str).unwrap_or_default();
+            let sb = b.first().and_then(Item::as_str).unwrap_or_default();
+            return Ok(vec![Item::Str([sa, sb].concat())]);
         }
         return Ok(vec![]);
     };
     let (px, py) = (x.prim(), y.prim());
     if op == BinOp::Concat {
-        return Ok(vec![Item::Str(format!("{}{}", px_str(&px), px_str(&py)))]);
+        let mut s = String::new();
+        push_prim(&mut s, &px);
+        push_prim(&mut s, &py);
+        return Ok(vec![Item::Str(s)]);
     }
     if let (BinOp::Add, Prim::Str(s), Prim::Str(t)) = (op, &px, &py) {
         return Ok(vec![Item::Str(format!("{s}{t}"))]);
@@ -1035,6 +1039,21 @@ fn arith<'a>(op: BinOp, a: &[Item<'a>], b: &[Item<'a>]) -> PResult<Coll<'a>> {
         _ => return Ok(vec![]),
     };
     Ok(vec![Item::Dec(r)])
+}
+
+/// Append the text of a primitive (as [`px_str`]) without an intermediate string.
+fn push_prim(out: &mut String, p: &Prim<'_>) {
+    use std::fmt::Write;
+    let _ = match p {
+        Prim::Str(s) => {
+            out.push_str(s);
+            Ok(())
+        }
+        Prim::Int(i) => write!(out, "{i}"),
+        Prim::Dec(d) => write!(out, "{d}"),
+        Prim::Bool(b) => write!(out, "{b}"),
+        Prim::Complex => Ok(()),
+    };
 }
 
 fn px_str(p: &Prim<'_>) -> String {
@@ -1131,9 +1150,13 @@ pub fn eval<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Co
             },
         },
         Expr::Member(base, name) => {
-            let b = eval(base, input, ctx)?;
             let mut out = Vec::new();
-            member(&b, name, &mut out);
+            if matches!(**base, Expr::This) {
+                // The implicit start of a path: navigate from the focus without copying it.
+                member(input, name, &mut out);
+            } else {
+                member(&eval(base, input, ctx)?, name, &mut out);
+            }
             out
         }
         Expr::Index(base, idx) => {
@@ -1300,17 +1323,17 @@ fn call<'a>(name: &str, b: Coll<'a>, args: &'a [Expr], outer: &[Item<'a>], ctx: 
         }
         "ofType" => {
             let ty = type_arg(args)?;
-            b.into_iter().filter(|i| type_matches(i, &ty)).collect()
+            b.into_iter().filter(|i| type_matches(i, ty)).collect()
         }
         "as" => {
             let ty = type_arg(args)?;
-            b.into_iter().filter(|i| type_matches(i, &ty)).collect()
+            b.into_iter().filter(|i| type_matches(i, ty)).collect()
         }
         "is" => {
             let ty = type_arg(args)?;
             match single(&b, "is")? {
                 None => vec![],
-                Some(i) => vec![Item::Bool(type_matches(i, &ty))],
+                Some(i) => vec![Item::Bool(type_matches(i, ty))],
             }
         }
         "extension" => {
@@ -1341,7 +1364,7 @@ fn call<'a>(name: &str, b: Coll<'a>, args: &'a [Expr], outer: &[Item<'a>], ctx: 
                 let key = reference_key(r, ctx);
                 let ok = match &ty {
                     None => true,
-                    Some(t) => key.split('/').next() == Some(t.as_str()) && key.contains('/'),
+                    Some(t) => key.split('/').next() == Some(*t) && key.contains('/'),
                 };
                 if ok {
                     out.push(Item::Str(key));

@@ -87,13 +87,23 @@ pub enum Cell {
 }
 
 impl Cell {
-    fn from_item(i: &Item<'_>) -> Cell {
-        match i.to_json() {
-            Value::Bool(b) => Cell::Bool(b),
-            Value::Number(n) => n.as_i64().map_or_else(|| Cell::Dec(n.as_f64().unwrap_or(f64::NAN)), Cell::Int),
-            Value::String(s) => Cell::Str(s),
-            Value::Null => Cell::Null,
-            other => Cell::Json(other),
+    /// The cell of one FHIRPath item: what `Item::to_json` would give, without going through
+    /// JSON (strings are moved or copied once, complex nodes are copied).
+    fn from_item(i: Item<'_>) -> Cell {
+        match i {
+            Item::Node(v, _) => match v {
+                Value::Bool(b) => Cell::Bool(*b),
+                Value::Number(n) => n.as_i64().map_or_else(|| Cell::Dec(n.as_f64().unwrap_or(f64::NAN)), Cell::Int),
+                Value::String(s) => Cell::Str(s.clone()),
+                Value::Null => Cell::Null,
+                other => Cell::Json(other.clone()),
+            },
+            Item::Str(s) | Item::Temporal(s, _) => Cell::Str(s),
+            Item::Int(i) => Cell::Int(i),
+            // A JSON number from a float is never an integer; non-finite floats have no JSON.
+            Item::Dec(d) if d.is_finite() => Cell::Dec(d),
+            Item::Dec(_) => Cell::Null,
+            Item::Bool(b) => Cell::Bool(b),
         }
     }
 
@@ -438,11 +448,11 @@ impl View {
             let ci = self.slots[d];
             let v = fhirpath::eval(&col.path, focus, ctx).map_err(|e| eval_err(&col.path_text, e))?;
             row[ci] = if col.collection {
-                Cell::List(v.iter().map(Cell::from_item).collect())
+                Cell::List(v.into_iter().map(Cell::from_item).collect())
             } else {
-                match v.as_slice() {
-                    [] => Cell::Null,
-                    [one] => Cell::from_item(one),
+                match v.len() {
+                    0 => Cell::Null,
+                    1 => v.into_iter().next().map_or(Cell::Null, Cell::from_item),
                     _ => {
                         return Err(IngestError::ViewEval {
                             path: col.path_text.clone(),
@@ -504,11 +514,11 @@ impl View {
     }
 }
 
-fn text_of(c: &Cell) -> Option<String> {
+fn text_of(c: &Cell) -> Option<std::borrow::Cow<'_, str>> {
     match c {
         Cell::Null => None,
-        Cell::Str(s) => Some(s.clone()),
-        other => Some(other.to_json().to_string()),
+        Cell::Str(s) => Some(std::borrow::Cow::Borrowed(s)),
+        other => Some(std::borrow::Cow::Owned(other.to_json().to_string())),
     }
 }
 
@@ -582,9 +592,30 @@ fn repeat<'a>(
 }
 
 /// Cartesian product: cells of `b` fill the columns `a` left null.
-fn product(a: Vec<Vec<Cell>>, b: Vec<Vec<Cell>>) -> Vec<Vec<Cell>> {
+fn product(mut a: Vec<Vec<Cell>>, mut b: Vec<Vec<Cell>>) -> Vec<Vec<Cell>> {
     if b.is_empty() || a.is_empty() {
         return Vec::new();
+    }
+    // One row on either side (the common case): fill it in place, moving cells, not copying.
+    if a.len() == 1 && b.len() == 1 {
+        let (mut ra, rb) = (a.pop().unwrap_or_default(), b.pop().unwrap_or_default());
+        for (x, y) in ra.iter_mut().zip(rb) {
+            if !matches!(y, Cell::Null) {
+                *x = y;
+            }
+        }
+        return vec![ra];
+    }
+    if a.len() == 1 {
+        let ra = &a[0];
+        for rb in &mut b {
+            for (y, x) in rb.iter_mut().zip(ra) {
+                if matches!(y, Cell::Null) {
+                    y.clone_from(x);
+                }
+            }
+        }
+        return b;
     }
     let mut out = Vec::with_capacity(a.len() * b.len());
     for ra in &a {
