@@ -1,9 +1,15 @@
-//! `fhir`: FHIR Bulk Data NDJSON → Parquet, one thread each, on the same files in the same run:
-//! - ours, pseudonymized: the full ingest (ViewDefinitions, linkage HMACs, CDM tables);
+//! `fhir`: FHIR Bulk Data NDJSON → Parquet on the same files in the same run, with one thread
+//! each and again with two (where the machine has two cores):
+//! - ours, pseudonymized: the full ingest (ViewDefinitions, linkage HMACs, CDM tables), with
+//!   `threads` = 1 and 2 (`niji_ingest::fhir::ingest_with_threads`: with 2, reading, JSON
+//!   parsing and view evaluation run on a second thread ahead of the mapping);
 //! - ours, without pseudonymization: the same ViewDefinitions (`Mappings::builtin`) flattened
-//!   straight to one zstd Parquet file per view — no linkage, no HMACs, no CDM mapping;
-//! - DuckDB: `read_json` → `COPY … (FORMAT parquet)`;
+//!   straight to one zstd Parquet file per view — no linkage, no HMACs, no CDM mapping (with 2
+//!   threads: evaluation on one, Arrow batches and Parquet on the other);
+//! - DuckDB: `read_json` → `COPY … (FORMAT parquet)` with `SET threads` = 1 and 2;
 //! - polars: `scan_ndjson` → `sink_parquet` (`POLARS_MAX_THREADS=1`).
+//!
+//! `--no-peers` measures ours only.
 //!
 //! The input is generated here in the JP-CLINS shapes (Patient with the insurance member id
 //! and a kana name, Condition with a MEDIS code, laboratory Observation with JLAC10), one file
@@ -12,8 +18,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-use anyhow::Context;
 
 use crate::{Opts, peer};
 
@@ -76,14 +80,26 @@ for i, f in enumerate(files):
 print(f"seconds={time.perf_counter() - t}")
 "#;
 
-/// Ours without pseudonymization: NDJSON → the built-in ViewDefinitions → zstd Parquet, one
-/// file per view. Returns (seconds, rows written).
-fn views_only(inputs: &[PathBuf], out: &Path) -> anyhow::Result<(f64, u64)> {
-    use std::io::BufRead;
+type Rows = Vec<Vec<niji_ingest::fhir::Cell>>;
 
+/// A resource's view and its rows (or the evaluation error).
+fn eval_view<'m>(
+    maps: &'m niji_ingest::fhir::Mappings,
+    env: &niji_ingest::fhir::Env<'_>,
+    u: &niji_ingest::fhir::read::Unit<'_>,
+) -> Option<(&'m niji_ingest::fhir::View, Result<Rows, String>)> {
+    let res = u.resource.as_ref().ok()?;
+    let v = maps.view(res.get("resourceType")?.as_str()?)?;
+    Some((v, v.eval(res, env).map_err(|e| e.to_string())))
+}
+
+/// Ours without pseudonymization: NDJSON → the built-in ViewDefinitions → zstd Parquet, one
+/// file per view, through the ingest's reader. Returns (seconds, rows written).
+fn views_only(inputs: &[PathBuf], out: &Path, threads: usize) -> anyhow::Result<(f64, u64)> {
     use datafusion::parquet::arrow::ArrowWriter;
     use datafusion::parquet::basic::{Compression, ZstdLevel};
     use datafusion::parquet::file::properties::WriterProperties;
+    use niji_ingest::fhir::View;
 
     std::fs::create_dir_all(out)?;
     let t = Instant::now();
@@ -92,20 +108,17 @@ fn views_only(inputs: &[PathBuf], out: &Path) -> anyhow::Result<(f64, u64)> {
     let mut written = 0u64;
     for (i, input) in inputs.iter().enumerate() {
         let mut writer: Option<ArrowWriter<std::fs::File>> = None;
-        let mut rows = Vec::new();
-        let mut view = None;
-        let reader = std::io::BufReader::new(std::fs::File::open(input)?);
-        let mut flush = |rows: &mut Vec<Vec<niji_ingest::fhir::Cell>>,
-                         view: &niji_ingest::fhir::View,
-                         writer: &mut Option<ArrowWriter<std::fs::File>>|
-         -> anyhow::Result<()> {
+        let mut rows: Rows = Vec::new();
+        let mut view: Option<&View> = None;
+        let mut failure: Option<anyhow::Error> = None;
+        let mut flush = |rows: &mut Rows, view: &View| -> anyhow::Result<()> {
             let batch = view.to_record_batch(rows)?;
             if writer.is_none() {
                 let props = WriterProperties::builder()
                     .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
                     .build();
                 let f = std::fs::File::create(out.join(format!("view{i}.parquet")))?;
-                *writer = Some(ArrowWriter::try_new(f, batch.schema(), Some(props))?);
+                writer = Some(ArrowWriter::try_new(f, batch.schema(), Some(props))?);
             }
             if let Some(w) = writer.as_mut() {
                 w.write(&batch)?;
@@ -114,24 +127,38 @@ fn views_only(inputs: &[PathBuf], out: &Path) -> anyhow::Result<(f64, u64)> {
             rows.clear();
             Ok(())
         };
-        for line in reader.lines() {
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
+        // The views are evaluated in `prepare` (the reading thread when pipelined); rows are
+        // collected and written on this one.
+        let prepare = |u: &niji_ingest::fhir::read::Unit<'_>| eval_view(&maps, &env, u);
+        niji_ingest::fhir::read::read_input_prepared(input, None, threads >= 2, &prepare, &mut |u, pre| {
+            if failure.is_some() {
+                return Ok(());
             }
-            let res: serde_json::Value = serde_json::from_str(&line)?;
-            let rt = res.get("resourceType").and_then(|v| v.as_str()).unwrap_or("");
-            let v = maps.view(rt).with_context(|| format!("no view for {rt}"))?;
-            rows.extend(v.eval(&res, &env)?);
-            view = Some(v);
-            if rows.len() >= niji_ingest::sink::CdmSink::DEFAULT_BATCH_ROWS {
-                flush(&mut rows, v, &mut writer)?;
-            }
+            let outcome = match (u.resource, pre.and_then(Option::as_mut)) {
+                (Ok(_), Some((v, Ok(r)))) => {
+                    let v: &View = v;
+                    rows.append(r);
+                    view = Some(v);
+                    if rows.len() >= niji_ingest::sink::CdmSink::DEFAULT_BATCH_ROWS {
+                        flush(&mut rows, v)
+                    } else {
+                        Ok(())
+                    }
+                }
+                (Ok(_), Some((_, Err(e)))) => Err(anyhow::anyhow!("view evaluation failed: {e}")),
+                (Ok(_), None) => Err(anyhow::anyhow!("a resource without a view")),
+                (Err(b), _) => Err(anyhow::anyhow!("bad record: {}", b.reason)),
+            };
+            failure = outcome.err();
+            Ok(())
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
         }
         if let Some(v) = view
             && !rows.is_empty()
         {
-            flush(&mut rows, v, &mut writer)?;
+            flush(&mut rows, v)?;
         }
         if let Some(w) = writer {
             w.close()?;
@@ -142,35 +169,32 @@ fn views_only(inputs: &[PathBuf], out: &Path) -> anyhow::Result<(f64, u64)> {
 
 const DUCKDB: &str = r#"
 import sys, time, duckdb
-out = sys.argv[1]
-files = sys.argv[2:]
+threads = int(sys.argv[1])
+out = sys.argv[2]
+files = sys.argv[3:]
 con = duckdb.connect()
-con.execute("SET threads TO 1")
+con.execute(f"SET threads TO {threads}")
 t = time.perf_counter()
 for i, f in enumerate(files):
     con.execute(f"COPY (SELECT * FROM read_json('{f}', format='newline_delimited')) TO '{out}/duck{i}.parquet' (FORMAT parquet)")
 print(f"seconds={time.perf_counter() - t}")
 "#;
 
-/// Run the item.
-pub fn run(opts: &Opts) -> anyhow::Result<()> {
-    let dir = opts.work.join(format!("fhir-{}", opts.persons));
-    let (inputs, bytes, resources) = generate(&dir.join("in"), opts.persons)?;
-    let mb = bytes as f64 / 1e6;
-    eprintln!("fhir: {} persons, {resources} resources, {mb:.1} MB NDJSON", opts.persons);
-
+/// The full ingest with `threads`; returns its seconds after checking that it loaded cleanly.
+fn ours(inputs: &[PathBuf], out: &Path, threads: usize, resources: u64) -> anyhow::Result<(f64, Vec<(String, u64)>)> {
     let key = niji_pseudo::PseudonymKey::from_bytes(&[9u8; 32])?;
-    let out = dir.join("ours");
     let t = Instant::now();
-    let report = niji_ingest::fhir::ingest(
+    let report = niji_ingest::fhir::ingest_with_threads(
         &niji_ingest::fhir::FhirIngestOptions {
-            inputs: inputs.clone(),
-            out: out.clone(),
+            inputs: inputs.to_vec(),
+            out: out.to_owned(),
             batch_rows: niji_ingest::sink::CdmSink::DEFAULT_BATCH_ROWS,
         },
         &key,
+        None,
+        threads,
     )?;
-    let ours = t.elapsed().as_secs_f64();
+    let secs = t.elapsed().as_secs_f64();
     anyhow::ensure!(
         report.quarantined == 0 && report.loaded == resources,
         "benchmark input did not load cleanly: {} resources, {} loaded, {} quarantined",
@@ -178,34 +202,111 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
         report.loaded,
         report.quarantined
     );
+    Ok((secs, report.rows_per_table.into_iter().collect()))
+}
 
-    let duck_out = dir.join("duck");
-    std::fs::create_dir_all(&duck_out)?;
-    let abs = |p: &Path| std::fs::canonicalize(p).map(|p| p.display().to_string());
-    let mut args = vec![abs(&duck_out)?];
-    for i in &inputs {
-        args.push(abs(i)?);
+/// Run the item.
+pub fn run(opts: &Opts) -> anyhow::Result<()> {
+    let dir = opts.work.join(format!("fhir-{}", opts.persons));
+    let (inputs, bytes, resources) = generate(&dir.join("in"), opts.persons)?;
+    let mb = bytes as f64 / 1e6;
+    // Two threads only where there are two cores: otherwise the second figure would measure
+    // time slicing, not parallelism.
+    let max_threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+    let thread_counts: Vec<usize> = (1..=max_threads).collect();
+    eprintln!("fhir: {} persons, {resources} resources, {mb:.1} MB NDJSON; threads {thread_counts:?}", opts.persons);
+
+    let mut ours_s = Vec::new();
+    let mut plain_s = Vec::new();
+    let mut tables = None;
+    for &threads in &thread_counts {
+        let cpu0 = cpu_seconds();
+        let (secs, rows) = ours(&inputs, &dir.join(format!("ours-{threads}")), threads, resources)?;
+        let cpu = cpu_seconds() - cpu0;
+        // The outputs do not depend on the thread count; the row counts per table must agree.
+        if let Some(first) = &tables {
+            anyhow::ensure!(first == &rows, "rows per table differ between thread counts");
+        }
+        tables = Some(rows);
+        let (plain, view_rows) = views_only(&inputs, &dir.join(format!("views-only-{threads}")), threads)?;
+        eprintln!(
+            "fhir: {threads} thread(s): ours {secs:.2} s ({cpu:.2} s CPU), views only {plain:.2} s ({view_rows} rows)"
+        );
+        ours_s.push(secs);
+        plain_s.push(plain);
     }
-    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let duck = peer::value(&peer::run(DUCKDB, &arg_refs)?, "seconds")?;
 
-    let polars_out = dir.join("polars");
-    std::fs::create_dir_all(&polars_out)?;
-    args[0] = abs(&polars_out)?;
-    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let polars = peer::value(&peer::run(POLARS, &arg_refs)?, "seconds")?;
+    let mut duck_s = Vec::new();
+    let mut polars = None;
+    if opts.peers {
+        let abs = |p: &Path| std::fs::canonicalize(p).map(|p| p.display().to_string());
+        let files: Vec<String> = inputs.iter().map(|i| abs(i)).collect::<Result<_, _>>()?;
+        for &threads in &thread_counts {
+            let duck_out = dir.join(format!("duck-{threads}"));
+            std::fs::create_dir_all(&duck_out)?;
+            let mut args = vec![threads.to_string(), abs(&duck_out)?];
+            args.extend(files.iter().cloned());
+            let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let secs = peer::value(&peer::run(DUCKDB, &arg_refs)?, "seconds")?;
+            eprintln!("fhir: duckdb with {threads} thread(s) {secs:.2} s");
+            duck_s.push(secs);
+        }
+        let polars_out = dir.join("polars");
+        std::fs::create_dir_all(&polars_out)?;
+        let mut args = vec![abs(&polars_out)?];
+        args.extend(files.iter().cloned());
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let secs = peer::value(&peer::run(POLARS, &arg_refs)?, "seconds")?;
+        eprintln!("fhir: polars with 1 thread {secs:.2} s");
+        polars = Some(secs);
+    }
 
-    let (plain, view_rows) = views_only(&inputs, &dir.join("views-only"))?;
-    eprintln!(
-        "fhir: ours {ours:.2} s, views only {plain:.2} s ({view_rows} rows), duckdb {duck:.2} s, polars {polars:.2} s"
-    );
-
-    for (what, secs) in [("fhir ndjson→parquet, pseudonymized", ours), ("fhir ndjson→parquet, no pseudonyms", plain)]
-    {
-        for (peer_name, peer_s) in [("duckdb", duck), ("polars", polars)] {
-            peer::row("fhir", what, "MB/s", mb / secs, peer_name, mb / peer_s);
-            peer::row("fhir", what, "resources/s", resources as f64 / secs, peer_name, resources as f64 / peer_s);
+    for (k, &threads) in thread_counts.iter().enumerate() {
+        let t = if threads == 1 { "1 thread".to_owned() } else { format!("{threads} threads") };
+        for (what, secs) in [("pseudonymized", ours_s[k]), ("no pseudonyms", plain_s[k])] {
+            let what = format!("fhir ndjson→parquet, {what}, {t}");
+            let mut peers: Vec<(String, f64)> = Vec::new();
+            if let Some(&d) = duck_s.get(k) {
+                peers.push((format!("duckdb {t}"), d));
+            }
+            if threads == 1
+                && let Some(p) = polars
+            {
+                peers.push(("polars 1 thread".to_owned(), p));
+            }
+            if peers.is_empty() {
+                ours_only("fhir", &what, "MB/s", mb / secs);
+                ours_only("fhir", &what, "resources/s", resources as f64 / secs);
+            }
+            for (peer_name, peer_s) in peers {
+                peer::row("fhir", &what, "MB/s", mb / secs, &peer_name, mb / peer_s);
+                peer::row("fhir", &what, "resources/s", resources as f64 / secs, &peer_name, resources as f64 / peer_s);
+            }
         }
     }
     Ok(())
+}
+
+/// A row with our figure only (`--no-peers`).
+fn ours_only(item: &str, what: &str, unit: &str, ours: f64) {
+    println!("{what:<36} {ours:>14.1} {unit:<12}");
+    crate::report::record(crate::report::Row {
+        item: item.into(),
+        what: what.into(),
+        unit: unit.into(),
+        ours: Some(ours),
+        peer: "-".into(),
+        peer_value: None,
+        note: "--no-peers".into(),
+    });
+}
+
+/// CPU time of this process so far (user + system, all threads), from `/proc/self/stat`;
+/// 0 where that is not available.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().skip(11).take(2).filter_map(|x| x.parse().ok()).collect();
+    f.iter().sum::<f64>() / 100.0
 }

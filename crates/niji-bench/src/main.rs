@@ -111,7 +111,7 @@ fn main() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let mut failed = Vec::new();
     for item in &items {
-        if !opts.peers && matches!(item.as_str(), "fhir" | "receipt") {
+        if !opts.peers && item == "receipt" {
             println!("{item}: skipped (--no-peers)");
             continue;
         }

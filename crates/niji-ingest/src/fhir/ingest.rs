@@ -111,7 +111,7 @@ impl Mappings {
 /// A row of a mapping view, addressed by column name.
 struct Row<'v> {
     view: &'v View,
-    cells: Vec<Cell>,
+    cells: &'v [Cell],
 }
 
 /// A field value the CDM cannot take: quarantine reason with field name.
@@ -249,7 +249,7 @@ enum Outcome {
 struct Run<'k> {
     key: &'k PseudonymKey,
     consent: Option<&'k ConsentGate>,
-    maps: std::rc::Rc<Mappings>,
+    maps: &'k Mappings,
     sink: CdmSink,
     quarantine: QuarantineWriter,
     report: IngestReport,
@@ -275,7 +275,7 @@ fn pos(loc: &Location) -> u64 {
     loc.line.or(loc.entry).unwrap_or(0)
 }
 
-impl Run<'_> {
+impl<'k> Run<'k> {
     fn quarantine(
         &mut self,
         file: &str,
@@ -308,8 +308,34 @@ impl Run<'_> {
         Some(view.eval(res, &env).map(|rows| (view, rows)))
     }
 
+    /// What pass 1 evaluates ahead of [`Run::pass1`] (on the reading thread): Patients' views.
+    fn prepare1<'m>(maps: &'m Mappings, unit: &Unit<'_>) -> Option<Result<Evaluated<'m>>> {
+        let res = unit.resource.as_ref().ok()?;
+        if res.get("resourceType").and_then(Value::as_str) != Some("Patient") {
+            return None;
+        }
+        Self::eval(maps, res, unit)
+    }
+
+    /// What pass 2 evaluates ahead of [`Run::pass2`]: every other resource's view.
+    fn prepare2<'m>(maps: &'m Mappings, unit: &Unit<'_>) -> Option<Result<Evaluated<'m>>> {
+        let res = unit.resource.as_ref().ok()?;
+        if res.get("resourceType").and_then(Value::as_str) == Some("Patient") {
+            return None;
+        }
+        Self::eval(maps, res, unit)
+    }
+
     /// Pass 1 on one record: Patients → person rows and the index; supporting keys.
-    fn pass1(&mut self, idx: usize, file: &str, unit: &Unit<'_>, c: &mut Counts) -> Result<()> {
+    /// `pre` is [`Run::prepare1`] of the record, when it was evaluated ahead.
+    fn pass1(
+        &mut self,
+        idx: usize,
+        file: &str,
+        unit: &Unit<'_>,
+        c: &mut Counts,
+        pre: Option<&Option<Result<Evaluated<'k>>>>,
+    ) -> Result<()> {
         let Ok(res) = unit.resource else { return Ok(()) };
         let rt = res.get("resourceType").and_then(Value::as_str).unwrap_or_default();
         if SUPPORTING.contains(&rt) {
@@ -326,9 +352,16 @@ impl Run<'_> {
         }
         self.handled.insert((idx, pos(&unit.loc)));
         c.records += 1;
-        let maps = self.maps.clone();
-        let outcome = match Self::eval(&maps, res, unit) {
-            Some(Ok((view, rows))) => match rows.into_iter().next() {
+        let computed;
+        let evaluated = match pre {
+            Some(p) => p,
+            None => {
+                computed = Self::eval(self.maps, res, unit);
+                &computed
+            }
+        };
+        let outcome = match evaluated {
+            Some(Ok((view, rows))) => match rows.first() {
                 Some(cells) => self.patient(&Row { view, cells }, res, unit.full_url),
                 None => Err(reject("out_of_scope", "resourceType", "the patient view selected no row")),
             },
@@ -487,12 +520,12 @@ impl Run<'_> {
                 .and_then(Value::as_array)
                 .and_then(|a| a.iter().find(|c| c.get("id").and_then(Value::as_str) == Some(local)));
             let Some(enc) = contained else { return Ok(None) };
-            let maps = self.maps.clone();
+            let maps = self.maps;
             let Some(view) = maps.view("Encounter") else { return Ok(None) };
             let ckey = format!("{container_key}#{local}");
             let env = Env { aliases: unit.aliases, resource_key: Some(&ckey) };
             let rows = view.eval(enc, &env).map_err(|e| reject("view_error", "contained", e.to_string()))?;
-            let Some(cells) = rows.into_iter().next() else { return Ok(None) };
+            let Some(cells) = rows.first() else { return Ok(None) };
             let erow = Row { view, cells };
             let vid = match erow.text("identifier")? {
                 Some(ident) => self.key.pseudonym(Domain::Record, &["fhir-encounter-identifier", ident]),
@@ -556,8 +589,17 @@ impl Run<'_> {
     }
 
     /// Pass 2 on one record.
-    fn pass2(&mut self, idx: usize, file: &str, unit: &Unit<'_>, c: &mut Counts) -> Result<()> {
-        if self.handled.contains(&(idx, pos(&unit.loc))) {
+    /// `pre` is [`Run::prepare2`] of the record, when it was evaluated ahead.
+    fn pass2(
+        &mut self,
+        idx: usize,
+        file: &str,
+        unit: &Unit<'_>,
+        c: &mut Counts,
+        handled: &HashSet<(usize, u64)>,
+        pre: Option<&Option<Result<Evaluated<'k>>>>,
+    ) -> Result<()> {
+        if handled.contains(&(idx, pos(&unit.loc))) {
             return Ok(());
         }
         let res = match unit.resource {
@@ -585,15 +627,22 @@ impl Run<'_> {
         }
         // The subject is resolved on every row before any row is written: a resource of an
         // excluded person writes nothing (its contained Encounter included).
-        let maps = self.maps.clone();
-        let outcome = match Self::eval(&maps, res, unit) {
+        let computed;
+        let evaluated = match pre {
+            Some(p) => p,
+            None => {
+                computed = Self::eval(self.maps, res, unit);
+                &computed
+            }
+        };
+        let outcome = match evaluated {
             None => Err(reject("unmapped_resource_type", "resourceType", "no mapping view for this resource type")),
             Some(Err(e)) => Err(reject("view_error", "", e.to_string())),
             Some(Ok((_, rows))) if rows.is_empty() => {
                 Err(reject("out_of_scope", "", "the mapping view's where clause excludes this resource"))
             }
             Some(Ok((view, rows))) => {
-                let rows: Vec<Row<'_>> = rows.into_iter().map(|cells| Row { view, cells }).collect();
+                let rows: Vec<Row<'_>> = rows.iter().map(|cells| Row { view, cells }).collect();
                 match rows.iter().find_map(|row| self.subject_excluded(row, unit)) {
                     Some(reason) => Ok(Outcome::Excluded(reason)),
                     None => {
@@ -822,10 +871,23 @@ fn walk_references(v: &Value, f: &mut dyn FnMut(&str)) {
 }
 
 /// A cheap pre-filter for pass 1 on NDJSON lines: could this line be a Patient or a
-/// supporting resource? (False positives are fine; pass 1 parses and checks.)
+/// supporting resource? True when the line contains `"Patient"` or `"<supporting type>"`
+/// anywhere (false positives are fine; pass 1 parses and checks). One scan over the line:
+/// at each quote, the few type names starting with the next byte are compared.
 fn pass1_candidate(line: &[u8]) -> bool {
-    let has = |needle: &[u8]| line.windows(needle.len()).any(|w| w == needle);
-    has(b"\"Patient\"") || SUPPORTING.iter().any(|t| has(format!("\"{t}\"").as_bytes()))
+    let mut rest = line;
+    while let Some(q) = rest.iter().position(|&b| b == b'"') {
+        rest = &rest[q + 1..];
+        let Some(&first) = rest.first() else { return false };
+        if !first.is_ascii_uppercase() {
+            continue;
+        }
+        let quoted = |t: &str| rest.len() > t.len() && rest.starts_with(t.as_bytes()) && rest[t.len()] == b'"';
+        if quoted("Patient") || SUPPORTING.iter().any(|t| t.as_bytes()[0] == first && quoted(t)) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Ingest FHIR inputs into CDM Parquet tables under `opts.out`, with `_quarantine.ndjson`
@@ -841,11 +903,27 @@ pub fn ingest_with_consent(
     key: &PseudonymKey,
     consent: Option<&ConsentGate>,
 ) -> Result<IngestReport> {
+    ingest_with_threads(opts, key, consent, 1)
+}
+
+/// As [`ingest_with_consent`] with a thread count: with 2, each NDJSON input is read, parsed
+/// and evaluated by its views on a second thread, a bounded number of records ahead of the
+/// linkage, pseudonyms and CDM rows, which stay on the calling thread in input order. The
+/// outputs are the same whatever the count. [`ingest`] uses one thread: on the shared 2-core
+/// machine the second thread has not yet been measured faster (docs/PERFORMANCE.md).
+pub fn ingest_with_threads(
+    opts: &FhirIngestOptions,
+    key: &PseudonymKey,
+    consent: Option<&ConsentGate>,
+    threads: usize,
+) -> Result<IngestReport> {
     std::fs::create_dir_all(&opts.out).map_err(|source| IngestError::Write { path: opts.out.clone(), source })?;
+    let maps = Mappings::builtin()?;
+    let pipelined = threads >= 2;
     let mut run = Run {
         key,
         consent,
-        maps: std::rc::Rc::new(Mappings::builtin()?),
+        maps: &maps,
         sink: CdmSink::create(&opts.out)?.with_batch_rows(opts.batch_rows),
         quarantine: QuarantineWriter::create(&opts.out.join("_quarantine.ndjson"))?,
         report: IngestReport::new("fhir", key.key_id()),
@@ -858,13 +936,23 @@ pub fn ingest_with_consent(
     for (i, path) in opts.inputs.iter().enumerate() {
         let file = display(path);
         let c = &mut counts[i];
-        read::read_input_filtered(path, Some(&pass1_candidate), &mut |u| run.pass1(i, &file, &u, c))?;
+        let candidate = |_: u64, line: &[u8]| pass1_candidate(line);
+        let prepare = |u: &Unit<'_>| Run::prepare1(&maps, u);
+        read::read_input_prepared(path, Some(&candidate), pipelined, &prepare, &mut |u, pre| {
+            run.pass1(i, &file, &u, c, pre.map(|p| &*p))
+        })?;
     }
     tracing::info!(patients = run.handled.len(), "fhir ingest: pass 1 done");
+    // Records pass 1 handled are skipped in pass 2: NDJSON lines before they are parsed.
+    let handled = std::mem::take(&mut run.handled);
     for (i, path) in opts.inputs.iter().enumerate() {
         let file = display(path);
         let c = &mut counts[i];
-        read::read_input_filtered(path, None, &mut |u| run.pass2(i, &file, &u, c))?;
+        let unhandled = |line: u64, _: &[u8]| !handled.contains(&(i, line));
+        let prepare = |u: &Unit<'_>| Run::prepare2(&maps, u);
+        read::read_input_prepared(path, Some(&unhandled), pipelined, &prepare, &mut |u, pre| {
+            run.pass2(i, &file, &u, c, &handled, pre.map(|p| &*p))
+        })?;
     }
     for (path, c) in opts.inputs.iter().zip(counts) {
         run.report.add_input(InputReport {

@@ -11,5 +11,5 @@ pub mod ingest;
 pub mod read;
 pub mod view;
 
-pub use ingest::{FhirIngestOptions, Mappings, ingest, ingest_with_consent};
+pub use ingest::{FhirIngestOptions, Mappings, ingest, ingest_with_consent, ingest_with_threads};
 pub use view::{Cell, Env, View};

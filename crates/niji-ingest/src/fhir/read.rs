@@ -83,8 +83,12 @@ pub fn read_input(path: &Path, f: &mut dyn FnMut(Unit<'_>) -> Result<()>) -> Res
     read_input_filtered(path, None, f)
 }
 
-/// Line filter: NDJSON lines for which it returns false are skipped without parsing.
-pub type LineFilter<'a> = &'a dyn Fn(&[u8]) -> bool;
+/// Line filter: NDJSON lines for which it returns false are skipped without parsing. It is
+/// given the 1-based line number (as in [`Location::line`]) and the trimmed line.
+pub type LineFilter<'a> = &'a dyn Fn(u64, &[u8]) -> bool;
+
+/// A [`LineFilter`] that the reading thread of [`read_input_prepared`] can share.
+pub type SyncLineFilter<'a> = &'a (dyn Fn(u64, &[u8]) -> bool + Sync);
 
 /// As [`read_input`], but NDJSON lines failing `filter` are skipped unparsed (an optimization
 /// for passes that only need some resource types; documents are always read whole).
@@ -121,10 +125,29 @@ fn looks_like_ndjson(bytes: &[u8]) -> bool {
 }
 
 fn read_ndjson(
-    mut r: impl BufRead,
+    r: impl BufRead,
     path: &Path,
     filter: Option<LineFilter<'_>>,
     f: &mut dyn FnMut(Unit<'_>) -> Result<()>,
+) -> Result<()> {
+    ndjson_lines(r, path, filter, &mut |line_no, parsed| {
+        let loc = Location { line: Some(line_no), entry: None };
+        let resource = match &parsed {
+            Ok(v) => check_resource(v),
+            Err(b) => Err(b.clone()),
+        };
+        f(Unit { loc, resource, aliases: None, full_url: None, document_subject: None })?;
+        Ok(true)
+    })
+}
+
+/// The NDJSON loop: each non-blank line that passes the filter, parsed, with its 1-based
+/// number. `f` returns false to stop early.
+fn ndjson_lines(
+    mut r: impl BufRead,
+    path: &Path,
+    filter: Option<LineFilter<'_>>,
+    f: &mut dyn FnMut(u64, std::result::Result<Value, BadRecord>) -> Result<bool>,
 ) -> Result<()> {
     let mut buf = Vec::with_capacity(1 << 16);
     let mut line_no = 0u64;
@@ -136,23 +159,116 @@ fn read_ndjson(
         }
         line_no += 1;
         let text = trim_ascii(&buf);
-        if text.is_empty() || filter.is_some_and(|keep| !keep(text)) {
+        if text.is_empty() || filter.is_some_and(|keep| !keep(line_no, text)) {
             continue;
         }
-        let loc = Location { line: Some(line_no), entry: None };
-        match serde_json::from_slice::<Value>(text) {
-            Ok(v) => {
-                f(Unit { loc, resource: check_resource(&v), aliases: None, full_url: None, document_subject: None })?
-            }
-            Err(e) => f(Unit {
-                loc,
-                resource: Err(bad("invalid_json", format!("not valid JSON (column {})", e.column()))),
-                aliases: None,
-                full_url: None,
-                document_subject: None,
-            })?,
+        let parsed = serde_json::from_slice::<Value>(text)
+            .map_err(|e| bad("invalid_json", format!("not valid JSON (column {})", e.column())));
+        if !f(line_no, parsed)? {
+            return Ok(());
         }
     }
+}
+
+/// Records per batch handed from the reading thread to the consuming one.
+const PIPE_BATCH: usize = 64;
+/// Batches in flight between the threads: at most this many (plus the one being filled and the
+/// one being consumed) exist at once, so memory stays bounded however large the input.
+const PIPE_DEPTH: usize = 4;
+
+/// One NDJSON record read, parsed and prepared on the reading thread.
+struct Piped<P> {
+    line: u64,
+    /// The parsed resource, or why there is none (the result of `check_resource`, owned).
+    resource: std::result::Result<Value, BadRecord>,
+    prepared: Option<P>,
+}
+
+/// As [`read_input_filtered`], with a `prepare` step run on each resource before `f` sees it
+/// (`f` gets its result, to read or take; `None` for records that are not resources).
+///
+/// With `pipelined`, NDJSON is read, parsed and prepared on a second thread that runs ahead
+/// of `f` by at most a few hundred records (bounded memory), so reading, parsing and
+/// `prepare` overlap with `f` on two cores; `f` still sees every record, in order, exactly as
+/// without it. The records go back to the reading thread to be freed there (memory freed by
+/// the thread that allocated it is cheaper to free, and keeps the allocator's arenas apart).
+/// Documents (Bundles, arrays) are read whole and prepared inline.
+pub fn read_input_prepared<P: Send>(
+    path: &Path,
+    filter: Option<SyncLineFilter<'_>>,
+    pipelined: bool,
+    prepare: &(dyn Fn(&Unit<'_>) -> P + Sync),
+    f: &mut dyn FnMut(Unit<'_>, Option<&mut P>) -> Result<()>,
+) -> Result<()> {
+    if !pipelined || !is_ndjson_name(path) {
+        return read_input_filtered(path, filter.map(|g| g as LineFilter<'_>), &mut |u| {
+            let mut p = u.resource.is_ok().then(|| prepare(&u));
+            f(u, p.as_mut())
+        });
+    }
+    let file = File::open(path).map_err(|source| IngestError::Read { path: path.to_owned(), source })?;
+    let reader = BufReader::with_capacity(1 << 20, file);
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Piped<P>>>(PIPE_DEPTH);
+        // Consumed batches come back to be freed and reused; at most the batches in flight.
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<Piped<P>>>();
+        let producer = scope.spawn(move || {
+            let mut batch = Vec::with_capacity(PIPE_BATCH);
+            let next_batch = || match back_rx.try_recv() {
+                Ok(mut used) => {
+                    used.clear();
+                    used
+                }
+                Err(_) => Vec::with_capacity(PIPE_BATCH),
+            };
+            let read = ndjson_lines(reader, path, filter.map(|g| g as LineFilter<'_>), &mut |line, parsed| {
+                let resource = match parsed {
+                    Ok(v) => match check_resource(&v) {
+                        Ok(_) => Ok(v),
+                        Err(b) => Err(b),
+                    },
+                    Err(b) => Err(b),
+                };
+                let prepared = resource.as_ref().ok().map(|v| {
+                    let loc = Location { line: Some(line), entry: None };
+                    prepare(&Unit { loc, resource: Ok(v), aliases: None, full_url: None, document_subject: None })
+                });
+                batch.push(Piped { line, resource, prepared });
+                if batch.len() < PIPE_BATCH {
+                    return Ok(true);
+                }
+                // A closed channel means the consumer stopped (on an error it reports).
+                Ok(tx.send(std::mem::replace(&mut batch, next_batch())).is_ok())
+            });
+            // The records read before a read error are still consumed, as without the thread.
+            if !batch.is_empty() {
+                let _ = tx.send(batch);
+            }
+            read
+        });
+        let mut consumed = Ok(());
+        'batches: for mut batch in &rx {
+            for p in &mut batch {
+                let loc = Location { line: Some(p.line), entry: None };
+                let unit = Unit {
+                    loc,
+                    resource: p.resource.as_ref().map_err(Clone::clone),
+                    aliases: None,
+                    full_url: None,
+                    document_subject: None,
+                };
+                if let Err(e) = f(unit, p.prepared.as_mut()) {
+                    consumed = Err(e);
+                    break 'batches;
+                }
+            }
+            // Once the reader has finished, what is left is freed here.
+            let _ = back_tx.send(batch);
+        }
+        drop(rx);
+        let produced = producer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        consumed.and(produced)
+    })
 }
 
 fn trim_ascii(b: &[u8]) -> &[u8] {

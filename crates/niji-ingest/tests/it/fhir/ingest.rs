@@ -301,3 +301,40 @@ fn a_quarantined_patient_writes_no_row() {
     assert_eq!(report.quarantined_by_reason.get("bad_date"), Some(&1));
     assert_eq!(report.rows_per_table.get("person").copied().unwrap_or(0), 0);
 }
+
+/// The thread count changes nothing in the outputs: the same rows in the same order, the same
+/// quarantine entries and the same report, on the fixtures and on bad input (NDJSON is read on
+/// a second thread with 2, documents are not).
+#[test]
+fn threads_do_not_change_the_outputs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mixed = dir.path().join("mixed.ndjson");
+    let lines = [
+        r#"{"resourceType":"Patient","id":"p1","gender":"female","birthDate":"1950-04-01"}"#.to_owned(),
+        r#"{"resourceType":"Condition", "id": broken"#.to_owned(),
+        r#"{"id":"x"}"#.to_owned(),
+        r#"{"resourceType":"Basic","id":"b1"}"#.to_owned(),
+    ]
+    .into_iter()
+    .chain((0..1000).map(|i| {
+        format!(
+            r#"{{"resourceType":"Observation","id":"o{i}","subject":{{"reference":"Patient/p{}"}},"code":{{"coding":[{{"system":"http://loinc.org","code":"4548-4"}}]}},"valueQuantity":{{"value":{i}.5,"code":"%"}},"effectiveDateTime":"2020-03-04"}}"#,
+            i % 3
+        )
+    }))
+    .collect::<Vec<_>>();
+    std::fs::write(&mixed, lines.join("\n")).expect("write");
+    let mut inputs = files("jp-clins");
+    inputs.extend(files("synthea"));
+    inputs.push(mixed);
+    let mut outputs = Vec::new();
+    for threads in [1, 2] {
+        let out = dir.path().join(format!("out{threads}"));
+        let opts = FhirIngestOptions { inputs: inputs.clone(), out: out.clone(), batch_rows: 7 };
+        let report = niji_ingest::fhir::ingest_with_threads(&opts, &key(), None, threads).expect("ingest");
+        let q = std::fs::read_to_string(out.join("_quarantine.ndjson")).expect("quarantine");
+        outputs.push((report, q, all_cells(&out)));
+    }
+    assert!(outputs[0].0.quarantined >= 3 && outputs[0].0.loaded >= 300, "{:?}", outputs[0].0);
+    assert_eq!(outputs[0], outputs[1]);
+}
