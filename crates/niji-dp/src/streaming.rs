@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, OffsetSizeTrait, RecordBatch};
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::kernels::cmp::neq;
 use datafusion::arrow::compute::{SortOptions, cast};
@@ -46,6 +46,8 @@ use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use datafusion::physical_plan::{ExecutionPlanProperties, SendableRecordBatchStream};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use crate::error::{DpError, Result};
 use crate::release::Bounded;
@@ -86,6 +88,9 @@ struct Layout {
     total: Vec<usize>,
     /// Names of the total columns, as the general bounding plan names them.
     total_names: Vec<String>,
+    /// Per aggregate when every one is a row or person count (no values): the cap on one
+    /// person's contribution to a group (C for rows, 1 for persons); `None` otherwise.
+    count_caps: Option<Vec<f64>>,
 }
 
 impl Layout {
@@ -115,12 +120,35 @@ impl Layout {
                 AggKind::Var { .. } => total_names.extend([contrib_name(j), squares_name(j), denominator_name(j)]),
             }
         }
-        Layout { partial, partial_width: w, total, total_names }
+        Layout { partial, partial_width: w, total, total_names, count_caps: None }
+    }
+
+    /// As [`Layout::new`], with the counts-only shortcut when it applies.
+    fn for_spec(aggs: &[AggSpec], c: f64) -> Layout {
+        let mut layout = Layout::new(aggs);
+        layout.count_caps = aggs
+            .iter()
+            .map(|a| match a.kind {
+                AggKind::Count => Some(c),
+                AggKind::Persons => Some(1.0),
+                _ => None,
+            })
+            .collect();
+        layout
     }
 
     /// Adds one person's bounded contribution to one group (`partials` of that person and
     /// group) into `totals` (that group's total columns). The formulas of the general plan.
+    #[inline]
     fn contribute(&self, aggs: &[AggSpec], c: f64, partials: &[f64], totals: &mut [f64]) {
+        if let Some(caps) = &self.count_caps {
+            // Counts only: one partial (n) and one total per aggregate, in the same order.
+            let k = caps.len().min(partials.len()).min(totals.len());
+            for j in 0..k {
+                totals[j] += partials[j].min(caps[j]);
+            }
+            return;
+        }
         for (j, a) in aggs.iter().enumerate() {
             let (n_off, s_off, q_off) = self.partial[j];
             let n = partials[n_off];
@@ -207,13 +235,15 @@ impl Person {
     }
 
     /// Offset of the partials of group `g`, creating the entry on first sight.
-    #[inline]
+    #[inline(always)]
     fn entry(&mut self, g: usize, width: usize) -> usize {
         if self.stamp[g] != self.generation {
             self.stamp[g] = self.generation;
             self.slot[g] = self.gids.len() as u32;
             self.gids.push(g);
-            self.partials.resize(self.partials.len() + width, 0.0);
+            for _ in 0..width {
+                self.partials.push(0.0);
+            }
         }
         self.slot[g] as usize * width
     }
@@ -242,7 +272,23 @@ impl Person {
 
 /// At most `l` of `k` entries, uniformly at random (all of them when `k ≤ l`).
 fn choose(k: usize, l: usize) -> Vec<usize> {
-    if k <= l { (0..k).collect() } else { rand::seq::index::sample(&mut rand::rng(), k, l).into_vec() }
+    let mut buf = Vec::new();
+    choose_into(&mut rand::rng(), k, l, &mut buf);
+    buf
+}
+
+/// As [`choose`], into a reused buffer: a partial Fisher–Yates shuffle, so every `l`-subset of
+/// the `k` entries is equally likely (the order of the chosen ones does not matter).
+fn choose_into(rng: &mut impl Rng, k: usize, l: usize, buf: &mut Vec<usize>) {
+    buf.clear();
+    buf.extend(0..k);
+    if k > l {
+        for i in 0..l {
+            let j = rng.random_range(i..k);
+            buf.swap(i, j);
+        }
+        buf.truncate(l);
+    }
 }
 
 /// The state of one partition's stream.
@@ -255,6 +301,10 @@ struct Partition {
     persons: Vec<i64>,
     totals: Vec<f64>,
     person: Person,
+    /// Randomness of the group choice (seeded from the thread's generator per partition).
+    rng: StdRng,
+    /// Reused buffer of chosen entries.
+    chosen: Vec<usize>,
     /// Units finished so far in this partition (the first one is kept, not finished).
     seen: usize,
     /// The current person's unit as a one-row slice, set at the end of each batch (`Some`
@@ -291,9 +341,12 @@ impl Partition {
                     self.contribute(e);
                 }
             } else {
-                for e in choose(k, self.spec.l) {
+                let mut chosen = std::mem::take(&mut self.chosen);
+                choose_into(&mut self.rng, k, self.spec.l, &mut chosen);
+                for &e in &chosen {
                     self.contribute(e);
                 }
+                self.chosen = chosen;
             }
         }
         self.seen += 1;
@@ -301,7 +354,7 @@ impl Partition {
     }
 
     /// Adds the current person's entry `e` to its group's totals.
-    #[inline]
+    #[inline(always)]
     fn contribute(&mut self, e: usize) {
         let width = self.layout.partial_width;
         let tw = self.layout.total_names.len();
@@ -385,6 +438,8 @@ impl Partition {
         }
         let floats: Vec<Option<&[f64]>> =
             floats.iter().map(|f| f.as_ref().map(|a| a.as_primitive::<Float64Type>().values().as_ref())).collect();
+        // No NULLs to skip and no values to add: every row adds 1 to each aggregate's count.
+        let counts_only = nulls.iter().all(Option::is_none) && floats.iter().all(Option::is_none);
         let centres: Vec<f64> =
             self.spec.aggs.iter().map(|a| a.bounds.map_or(0.0, |(lo, hi)| (lo + hi) / 2.0)).collect();
 
@@ -404,16 +459,8 @@ impl Partition {
                 }
             }
         }
-        if rows > 1 {
-            let changed = neq(&unit.slice(1, rows - 1), &unit.slice(0, rows - 1)).map_err(failed)?;
-            let cmp = datafusion::arrow::array::make_comparator(unit.as_ref(), unit.as_ref(), SortOptions::default())
-                .map_err(failed)?;
-            for i in changed.values().set_indices() {
-                if cmp(i, i + 1) != Ordering::Less {
-                    return Ok(Err(Discard));
-                }
-                starts.push(i + 1);
-            }
+        if unit_changes(unit.as_ref(), &mut starts)?.is_err() {
+            return Ok(Err(Discard));
         }
         // Run ends: each start, then the end of the batch.
         let mut bounds = starts;
@@ -437,6 +484,22 @@ impl Partition {
                 if self.current.is_none() {
                     self.current = Some(unit.slice(start, 1));
                 }
+            }
+            if counts_only {
+                // Only row counts: add each run of equal group ids at once.
+                let mut row = start;
+                while row < end {
+                    let g = self.gid_buf[row];
+                    let run = self.gid_buf[row..end].iter().take_while(|&&x| x == g).count();
+                    if self.allowed[g] {
+                        let base = self.person.entry(g, width);
+                        for (n_off, _, _) in &self.layout.partial {
+                            self.person.partials[base + n_off] += run as f64;
+                        }
+                    }
+                    row += run;
+                }
+                continue;
             }
             for row in start..end {
                 let g = self.gid_buf[row];
@@ -517,6 +580,114 @@ async fn run_partition(
     part.end().map(Some)
 }
 
+/// Appends to `starts` every row `i ≥ 1` whose unit differs from row `i - 1`'s. `Err(Discard)`
+/// when a unit is smaller than the one before it (the input is not sorted by unit).
+///
+/// Pseudonyms are strings or binaries of a fixed width; for those the rows are compared in
+/// place, eight bytes at a time, and ordered only where they differ. Other types take Arrow's
+/// `neq` kernel and comparator.
+fn unit_changes(unit: &dyn Array, starts: &mut Vec<usize>) -> Result<std::result::Result<(), Discard>> {
+    let rows = unit.len();
+    if rows < 2 {
+        return Ok(Ok(()));
+    }
+    match unit.data_type() {
+        DataType::Utf8 => {
+            let a = unit.as_string::<i32>();
+            Ok(offset_runs(a.value_offsets(), a.value_data(), starts))
+        }
+        DataType::LargeUtf8 => {
+            let a = unit.as_string::<i64>();
+            Ok(offset_runs(a.value_offsets(), a.value_data(), starts))
+        }
+        DataType::Utf8View => {
+            let a = unit.as_string_view();
+            Ok(byte_runs((0..rows).map(|i| a.value(i)), starts))
+        }
+        DataType::Binary => {
+            let a = unit.as_binary::<i32>();
+            Ok(offset_runs(a.value_offsets(), a.value_data(), starts))
+        }
+        DataType::LargeBinary => {
+            let a = unit.as_binary::<i64>();
+            Ok(offset_runs(a.value_offsets(), a.value_data(), starts))
+        }
+        DataType::BinaryView => {
+            let a = unit.as_binary_view();
+            Ok(byte_runs((0..rows).map(|i| a.value(i)), starts))
+        }
+        _ => {
+            let slice_a = unit.slice(1, rows - 1);
+            let slice_b = unit.slice(0, rows - 1);
+            let changed = neq(&slice_a, &slice_b).map_err(failed)?;
+            let cmp = datafusion::arrow::array::make_comparator(unit, unit, SortOptions::default()).map_err(failed)?;
+            for i in changed.values().set_indices() {
+                if cmp(i, i + 1) != Ordering::Less {
+                    return Ok(Err(Discard));
+                }
+                starts.push(i + 1);
+            }
+            Ok(Ok(()))
+        }
+    }
+}
+
+/// [`unit_changes`] over byte values (the caller has ruled out NULLs).
+fn byte_runs<'a, V: AsRef<[u8]> + ?Sized + 'a>(
+    mut values: impl Iterator<Item = &'a V>,
+    starts: &mut Vec<usize>,
+) -> std::result::Result<(), Discard> {
+    let Some(first) = values.next() else { return Ok(()) };
+    let mut prev = first.as_ref();
+    for (i, v) in values.enumerate() {
+        let cur = v.as_ref();
+        if !same_bytes(prev, cur) {
+            if prev > cur {
+                return Err(Discard);
+            }
+            starts.push(i + 1);
+        }
+        prev = cur;
+    }
+    Ok(())
+}
+
+/// [`unit_changes`] over offset-addressed bytes (`Utf8`, `Binary` and their large forms).
+fn offset_runs<O: OffsetSizeTrait>(
+    offsets: &[O],
+    data: &[u8],
+    starts: &mut Vec<usize>,
+) -> std::result::Result<(), Discard> {
+    let value = |i: usize| &data[offsets[i].as_usize()..offsets[i + 1].as_usize()];
+    byte_runs((0..offsets.len().saturating_sub(1)).map(value), starts)
+}
+
+/// Byte equality, eight bytes per step, inlined (a `memcmp` call per row costs more than the
+/// comparison of a 32-byte pseudonym).
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (wa, ra) = a.as_chunks::<8>();
+    let (wb, rb) = b.as_chunks::<8>();
+    let mut i = 0;
+    while i < wa.len() {
+        if u64::from_ne_bytes(wa[i]) != u64::from_ne_bytes(wb[i]) {
+            return false;
+        }
+        i += 1;
+    }
+    let mut j = 0;
+    while j < ra.len() {
+        if ra[j] != rb[j] {
+            return false;
+        }
+        j += 1;
+    }
+    true
+}
+
 /// Partition ranges may only meet in end points that are end points of both.
 fn ranges_compatible(ranges: &[(ScalarValue, ScalarValue)]) -> bool {
     for (i, (a, b)) in ranges.iter().enumerate() {
@@ -569,7 +740,7 @@ fn key_of(keys: &[ArrayRef], gid: usize) -> Result<Vec<ScalarValue>> {
 /// Runs the streaming bounding. `Ok(None)`: the input is not person-contiguous (the caller runs
 /// the general plan).
 pub(crate) async fn bounded(spec: &Spec, ctx: &SessionContext) -> Result<Option<Bounded>> {
-    let layout = Arc::new(Layout::new(&spec.aggs));
+    let layout = Arc::new(Layout::for_spec(&spec.aggs, spec.c));
     // Round-robin repartitioning would deal one sorted stream's batches to several partitions.
     let mut state = ctx.state();
     state.config_mut().options_mut().optimizer.enable_round_robin_repartition = false;
@@ -601,6 +772,8 @@ pub(crate) async fn bounded(spec: &Spec, ctx: &SessionContext) -> Result<Option<
             persons: vec![0; n0],
             totals: vec![0.0; n0 * layout.total_names.len()],
             person,
+            rng: StdRng::from_rng(&mut rand::rng()),
+            chosen: Vec::new(),
             seen: 0,
             current: None,
             first_unit: None,
@@ -701,5 +874,80 @@ mod tests {
             assert_eq!(d.len(), c.len());
             assert!(c.iter().all(|&i| i < k));
         }
+    }
+
+    #[test]
+    fn choose_takes_every_subset_equally_often() {
+        // 2 of 5: ten subsets, each expected 2,000 times in 20,000 draws (σ ≈ 42).
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut counts = HashMap::new();
+        let mut buf = Vec::new();
+        for _ in 0..20_000 {
+            choose_into(&mut rng, 5, 2, &mut buf);
+            let mut subset = buf.clone();
+            subset.sort_unstable();
+            *counts.entry(subset).or_insert(0u32) += 1;
+        }
+        assert_eq!(counts.len(), 10);
+        for (subset, n) in counts {
+            assert!((1_800..=2_200).contains(&n), "{subset:?} chosen {n} times");
+        }
+    }
+
+    #[test]
+    fn unit_changes_finds_runs_and_refuses_descending_units_for_every_type() {
+        use datafusion::arrow::array::{BinaryArray, Int64Array, LargeStringArray, StringArray, StringViewArray};
+
+        let sorted = [
+            "a0000000000000000000000000000001",
+            "a0000000000000000000000000000001",
+            "a0000000000000000000000000000002",
+            "b",
+            "b",
+            "b0",
+        ];
+        let unsorted = [
+            "a0000000000000000000000000000002",
+            "a0000000000000000000000000000002",
+            "a0000000000000000000000000000001",
+        ];
+        let arrays = |v: &[&str]| -> Vec<ArrayRef> {
+            vec![
+                Arc::new(StringArray::from(v.to_vec())),
+                Arc::new(LargeStringArray::from(v.to_vec())),
+                Arc::new(StringViewArray::from(v.to_vec())),
+                Arc::new(BinaryArray::from(v.iter().map(|s| s.as_bytes()).collect::<Vec<_>>())),
+                // Sliced: offsets that do not start at zero.
+                Arc::new(StringArray::from([&["z"], v].concat()).slice(1, v.len())),
+            ]
+        };
+        for a in arrays(&sorted) {
+            let mut starts = Vec::new();
+            assert!(unit_changes(a.as_ref(), &mut starts).expect("runs").is_ok(), "{:?}", a.data_type());
+            assert_eq!(starts, vec![2, 3, 5], "{:?}", a.data_type());
+        }
+        for a in arrays(&unsorted) {
+            let mut starts = Vec::new();
+            assert!(unit_changes(a.as_ref(), &mut starts).expect("runs").is_err(), "{:?}", a.data_type());
+        }
+        let ints: ArrayRef = Arc::new(Int64Array::from(vec![1, 1, 2, 5, 5]));
+        let mut starts = Vec::new();
+        assert!(unit_changes(ints.as_ref(), &mut starts).expect("runs").is_ok());
+        assert_eq!(starts, vec![2, 3]);
+        let ints: ArrayRef = Arc::new(Int64Array::from(vec![1, 3, 2]));
+        assert!(unit_changes(ints.as_ref(), &mut Vec::new()).expect("runs").is_err());
+    }
+
+    #[test]
+    fn same_bytes_compares_every_byte() {
+        let a = b"0123456789abcdef0123456789abcdefXYZ";
+        for i in 0..a.len() {
+            let mut b = *a;
+            b[i] ^= 1;
+            assert!(!same_bytes(a, &b), "byte {i}");
+        }
+        assert!(same_bytes(a, a));
+        assert!(!same_bytes(b"abc", b"abcd"));
+        assert!(same_bytes(b"", b""));
     }
 }
