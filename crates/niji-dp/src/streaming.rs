@@ -220,18 +220,46 @@ struct Person {
     slot: Vec<u32>,
     gids: Vec<usize>,
     partials: Vec<f64>,
+    /// Row-count mode (every aggregate counts rows or persons, none has a value column, so all
+    /// partials of an entry are its row count): the count per group id, valid where stamped;
+    /// `partials` and `slot` stay unused.
+    row_counts: bool,
+    counts: Vec<f64>,
 }
 
 impl Person {
-    fn new() -> Person {
-        Person { generation: 1, stamp: Vec::new(), slot: Vec::new(), gids: Vec::new(), partials: Vec::new() }
+    fn new(row_counts: bool) -> Person {
+        Person {
+            generation: 1,
+            stamp: Vec::new(),
+            slot: Vec::new(),
+            gids: Vec::new(),
+            partials: Vec::new(),
+            row_counts,
+            counts: Vec::new(),
+        }
     }
 
     fn grow(&mut self, n_gids: usize) {
         if self.stamp.len() < n_gids {
             self.stamp.resize(n_gids, 0);
-            self.slot.resize(n_gids, 0);
+            if self.row_counts {
+                self.counts.resize(n_gids, 0.0);
+            } else {
+                self.slot.resize(n_gids, 0);
+            }
         }
+    }
+
+    /// Row-count mode: adds `rows` rows to group `g`, creating the entry on first sight.
+    #[inline(always)]
+    fn add_rows(&mut self, g: usize, rows: usize) {
+        if self.stamp[g] != self.generation {
+            self.stamp[g] = self.generation;
+            self.counts[g] = 0.0;
+            self.gids.push(g);
+        }
+        self.counts[g] += rows as f64;
     }
 
     /// Offset of the partials of group `g`, creating the entry on first sight.
@@ -260,12 +288,15 @@ impl Person {
     }
 
     fn snapshot(&self, unit: ScalarValue, width: usize) -> Snapshot {
-        let entries = self
-            .gids
-            .iter()
-            .enumerate()
-            .map(|(e, &g)| (g, self.partials[e * width..(e + 1) * width].to_vec()))
-            .collect();
+        let entries = if self.row_counts {
+            self.gids.iter().map(|&g| (g, vec![self.counts[g]; width])).collect()
+        } else {
+            self.gids
+                .iter()
+                .enumerate()
+                .map(|(e, &g)| (g, self.partials[e * width..(e + 1) * width].to_vec()))
+                .collect()
+        };
         Snapshot { unit, entries }
     }
 }
@@ -360,6 +391,16 @@ impl Partition {
         let tw = self.layout.total_names.len();
         let g = self.person.gids[e];
         self.persons[g] += 1;
+        if self.person.row_counts
+            && let Some(caps) = &self.layout.count_caps
+        {
+            let n = self.person.counts[g];
+            let totals = &mut self.totals[g * tw..(g + 1) * tw];
+            for j in 0..caps.len().min(totals.len()) {
+                totals[j] += n.min(caps[j]);
+            }
+            return;
+        }
         self.layout.contribute(
             &self.spec.aggs,
             self.spec.c,
@@ -491,7 +532,11 @@ impl Partition {
                 while row < end {
                     let g = self.gid_buf[row];
                     let run = self.gid_buf[row..end].iter().take_while(|&&x| x == g).count();
-                    if self.allowed[g] {
+                    if self.person.row_counts {
+                        if self.allowed[g] {
+                            self.person.add_rows(g, run);
+                        }
+                    } else if self.allowed[g] {
                         let base = self.person.entry(g, width);
                         for (n_off, _, _) in &self.layout.partial {
                             self.person.partials[base + n_off] += run as f64;
@@ -761,7 +806,8 @@ pub(crate) async fn bounded(spec: &Spec, ctx: &SessionContext) -> Result<Option<
             Some(new_group_values(group_schema.clone(), &GroupOrdering::None).map_err(failed)?)
         };
         let n0 = usize::from(groups.is_none());
-        let mut person = Person::new();
+        let row_counts = layout.count_caps.is_some() && spec.value_columns.iter().all(Option::is_none);
+        let mut person = Person::new(row_counts);
         person.grow(n0);
         let part = Partition {
             spec: shared.clone(),
