@@ -40,8 +40,11 @@ pub(crate) struct Bounded {
     pub columns: HashMap<String, Vec<f64>>,
     /// Per-person values of each median.
     pub medians: Vec<Vec<f64>>,
-    /// Computed by the streaming bounding (person-contiguous input), not the general plan.
+    /// Computed by the streaming bounding, not the general plan.
     pub streamed: bool,
+    /// The streaming bounding ran over the row stage sorted by person (the input as it came was
+    /// not person-contiguous).
+    pub sorted: bool,
 }
 
 async fn collect(ctx: &SessionContext, plan: LogicalPlan, stage: &'static str) -> Result<Vec<RecordBatch>> {
@@ -62,7 +65,14 @@ impl DpPlan {
             if let Some(b) = crate::streaming::bounded(spec, ctx).await? {
                 return Ok(b);
             }
-            tracing::debug!("dp bounding: input not person-contiguous, running the general plan");
+            // Not person-contiguous as it comes: sort the row stage by person (DataFusion's sort,
+            // spilling under the memory limit) and stream that; cheaper than the general plan's
+            // per-(person, group) aggregation and window.
+            tracing::debug!("dp bounding: input not person-contiguous, streaming it sorted by person");
+            if let Some(b) = crate::streaming::bounded(&spec.sorted()?, ctx).await? {
+                return Ok(Bounded { sorted: true, ..b });
+            }
+            tracing::debug!("dp bounding: sorted input did not stream, running the general plan");
         }
         self.bounded_general(ctx).await
     }
@@ -105,7 +115,7 @@ impl DpPlan {
     /// tables of the session it was planned in; `ctx` supplies the runtime (memory pool, config).
     pub async fn execute(&self, ctx: &SessionContext) -> Result<DpAnswer> {
         let bounded = self.bounded(ctx).await?;
-        tracing::debug!(streamed = bounded.streamed, "dp: bounded aggregates computed");
+        tracing::debug!(streamed = bounded.streamed, sorted = bounded.sorted, "dp: bounded aggregates computed");
         self.release(ctx, &bounded).await
     }
 

@@ -37,10 +37,11 @@ use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::kernels::cmp::neq;
 use datafusion::arrow::compute::{SortOptions, cast};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Schema};
+use datafusion::common::Column;
 use datafusion::common::ScalarValue;
 use datafusion::common::runtime::SpawnedTask;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
-use datafusion::logical_expr::{EmitTo, LogicalPlan};
+use datafusion::logical_expr::{EmitTo, Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use datafusion::physical_plan::{ExecutionPlanProperties, SendableRecordBatchStream};
@@ -184,6 +185,19 @@ impl Layout {
 }
 
 impl Spec {
+    /// The same row stage sorted by unit: person-contiguous by construction and merged into one
+    /// partition, for inputs that are not (a hash join's output, unsorted or overlapping files).
+    pub(crate) fn sorted(&self) -> Result<Spec> {
+        let schema = self.rows.schema();
+        let (qualifier, field) = schema.qualified_field(0);
+        let unit = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+        let rows = LogicalPlanBuilder::from(self.rows.clone())
+            .sort(vec![unit.sort(true, false)])
+            .and_then(LogicalPlanBuilder::build)
+            .map_err(failed)?;
+        Ok(Spec { rows, ..self.clone() })
+    }
+
     /// Medians need per-person values, not per-group totals: they keep the general plan.
     pub(crate) fn supported(aggs: &[AggSpec]) -> bool {
         aggs.iter().all(|a| a.kind != AggKind::Median && (!a.kind.bounded() || a.bounds.is_some()))
@@ -885,7 +899,14 @@ pub(crate) async fn bounded(spec: &Spec, ctx: &SessionContext) -> Result<Option<
     for (t, name) in layout.total_names.iter().enumerate() {
         columns.insert(name.clone(), (0..out.keys.len()).map(|i| out.totals[i * width + t]).collect());
     }
-    Ok(Some(Bounded { keys: out.keys, persons: out.persons, columns, medians: Vec::new(), streamed: true }))
+    Ok(Some(Bounded {
+        keys: out.keys,
+        persons: out.persons,
+        columns,
+        medians: Vec::new(),
+        streamed: true,
+        sorted: false,
+    }))
 }
 
 #[cfg(test)]

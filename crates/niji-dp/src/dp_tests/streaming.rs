@@ -45,14 +45,17 @@ async fn streaming_gives_the_general_plans_exact_aggregates() {
 }
 
 #[tokio::test]
-async fn unsorted_input_falls_back_to_the_general_plan() {
+async fn unsorted_input_is_streamed_after_a_sort() {
     // As built, the heavy person's rows come after everyone else's but sort first.
     let ctx = sample(true).context();
     for sql in QUERIES {
         let p = analyse(&ctx, sql, &no_choice()).await.unwrap();
         let b = p.bounded(&ctx).await.unwrap();
-        assert!(!b.streamed, "{sql}: unsorted input took the streaming path");
+        assert!(b.streamed && b.sorted, "{sql}: unsorted input was not sorted before streaming");
         assert_same(sql, &b, &p.bounded_general(&ctx).await.unwrap());
+        // The attempt on the input as it comes gives up.
+        let spec = p.streaming.as_ref().expect("streaming spec");
+        assert!(crate::streaming::bounded(spec, &ctx).await.unwrap().is_none(), "{sql}");
     }
 }
 
@@ -117,7 +120,7 @@ async fn a_person_split_over_partitions_is_bounded_once() {
 }
 
 /// Partitions whose person ranges overlap (two sorted files in one table) cannot be bounded
-/// per partition: the general plan answers.
+/// per partition: the row stage is sorted by person first.
 #[tokio::test]
 async fn overlapping_partitions_fall_back() {
     let mut first: Vec<Row> = Vec::new();
@@ -129,8 +132,10 @@ async fn overlapping_partitions_fall_back() {
     let ctx = partitioned(&[first, second], &CONDITION_OCCURRENCE);
     let sql = "SELECT condition_source_value, count(*) AS n FROM condition_occurrence GROUP BY 1";
     let p = analyse(&ctx, sql, &DpParams { max_groups_per_person: Some(1), ..params(1.0, 1e-6) }).await.unwrap();
+    let spec = p.streaming.as_ref().expect("streaming spec");
+    assert!(crate::streaming::bounded(spec, &ctx).await.unwrap().is_none(), "overlapping partitions must not stream");
     let b = p.bounded(&ctx).await.unwrap();
-    assert!(!b.streamed, "overlapping partitions must not stream");
+    assert!(b.streamed && b.sorted);
     // L = 1: every person reaches one of their two codes.
     let total: i64 = b.persons.iter().sum();
     assert_eq!(total, 10);
