@@ -265,15 +265,29 @@ impl Person {
         }
     }
 
-    /// Row-count mode: adds `rows` rows to group `g`, creating the entry on first sight.
-    #[inline(always)]
-    fn add_rows(&mut self, g: usize, rows: usize) {
-        if self.stamp[g] != self.generation {
-            self.stamp[g] = self.generation;
-            self.counts[g] = 0.0;
-            self.gids.push(g);
+    /// Row-count mode: adds one run of the person's rows (`gids`, their group ids) to their
+    /// groups, skipping groups outside the public domains; equal neighbouring ids are added at
+    /// once. The fields are borrowed once, outside the loop.
+    fn add_row_counts(&mut self, gids: &[usize], allowed: &[bool]) {
+        let generation = self.generation;
+        let (stamp, counts, entries) = (&mut self.stamp, &mut self.counts, &mut self.gids);
+        let mut i = 0;
+        while i < gids.len() {
+            let g = gids[i];
+            let mut j = i + 1;
+            while j < gids.len() && gids[j] == g {
+                j += 1;
+            }
+            if allowed[g] {
+                if stamp[g] != generation {
+                    stamp[g] = generation;
+                    counts[g] = 0.0;
+                    entries.push(g);
+                }
+                counts[g] += (j - i) as f64;
+            }
+            i = j;
         }
-        self.counts[g] += rows as f64;
     }
 
     /// Offset of the partials of group `g`, creating the entry on first sight.
@@ -329,11 +343,28 @@ fn choose_into(rng: &mut impl Rng, k: usize, l: usize, buf: &mut Vec<usize>) {
     buf.extend(0..k);
     if k > l {
         for i in 0..l {
-            let j = rng.random_range(i..k);
+            let j = match u32::try_from(k - i) {
+                Ok(n) => i + below(rng, n) as usize,
+                Err(_) => rng.random_range(i..k),
+            };
             buf.swap(i, j);
         }
         buf.truncate(l);
     }
+}
+
+/// Uniform in `0..n` (`n > 0`), without bias: Lemire's multiply-and-reject, which divides only
+/// in the rare case that a draw lands in the rejection zone.
+#[inline]
+fn below(rng: &mut impl Rng, n: u32) -> u32 {
+    let mut m = u64::from(rng.next_u32()) * u64::from(n);
+    if (m as u32) < n {
+        let threshold = n.wrapping_neg() % n;
+        while (m as u32) < threshold {
+            m = u64::from(rng.next_u32()) * u64::from(n);
+        }
+    }
+    (m >> 32) as u32
 }
 
 /// The state of one partition's stream.
@@ -540,17 +571,17 @@ impl Partition {
                     self.current = Some(unit.slice(start, 1));
                 }
             }
+            if self.person.row_counts {
+                self.person.add_row_counts(&self.gid_buf[start..end], &self.allowed);
+                continue;
+            }
             if counts_only {
                 // Only row counts: add each run of equal group ids at once.
                 let mut row = start;
                 while row < end {
                     let g = self.gid_buf[row];
                     let run = self.gid_buf[row..end].iter().take_while(|&&x| x == g).count();
-                    if self.person.row_counts {
-                        if self.allowed[g] {
-                            self.person.add_rows(g, run);
-                        }
-                    } else if self.allowed[g] {
+                    if self.allowed[g] {
                         let base = self.person.entry(g, width);
                         for (n_off, _, _) in &self.layout.partial {
                             self.person.partials[base + n_off] += run as f64;
@@ -700,11 +731,10 @@ fn byte_runs<'a, V: AsRef<[u8]> + ?Sized + 'a>(
     let mut prev = first.as_ref();
     for (i, v) in values.enumerate() {
         let cur = v.as_ref();
-        if !same_bytes(prev, cur) {
-            if prev > cur {
-                return Err(Discard);
-            }
-            starts.push(i + 1);
+        match order_bytes(prev, cur) {
+            Ordering::Equal => {}
+            Ordering::Less => starts.push(i + 1),
+            Ordering::Greater => return Err(Discard),
         }
         prev = cur;
     }
@@ -721,30 +751,24 @@ fn offset_runs<O: OffsetSizeTrait>(
     byte_runs((0..offsets.len().saturating_sub(1)).map(value), starts)
 }
 
-/// Byte equality, eight bytes per step, inlined (a `memcmp` call per row costs more than the
-/// comparison of a 32-byte pseudonym).
+/// Byte order (as `[u8]`'s), eight bytes per step and inlined for equal lengths: a `memcmp`
+/// call per row costs more than comparing a 32-byte pseudonym, and the first differing word,
+/// read big-endian, orders the two.
 #[inline(always)]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+fn order_bytes(a: &[u8], b: &[u8]) -> Ordering {
     if a.len() != b.len() {
-        return false;
+        return a.cmp(b);
     }
     let (wa, ra) = a.as_chunks::<8>();
     let (wb, rb) = b.as_chunks::<8>();
     let mut i = 0;
     while i < wa.len() {
-        if u64::from_ne_bytes(wa[i]) != u64::from_ne_bytes(wb[i]) {
-            return false;
+        if wa[i] != wb[i] {
+            return u64::from_be_bytes(wa[i]).cmp(&u64::from_be_bytes(wb[i]));
         }
         i += 1;
     }
-    let mut j = 0;
-    while j < ra.len() {
-        if ra[j] != rb[j] {
-            return false;
-        }
-        j += 1;
-    }
-    true
+    if ra.is_empty() { Ordering::Equal } else { ra.cmp(rb) }
 }
 
 /// Partition ranges may only meet in end points that are end points of both.
@@ -1006,15 +1030,19 @@ mod tests {
     }
 
     #[test]
-    fn same_bytes_compares_every_byte() {
+    fn order_bytes_is_slice_order() {
         let a = b"0123456789abcdef0123456789abcdefXYZ";
         for i in 0..a.len() {
-            let mut b = *a;
-            b[i] ^= 1;
-            assert!(!same_bytes(a, &b), "byte {i}");
+            for delta in [1u8, 0x80] {
+                let mut b = *a;
+                b[i] ^= delta;
+                assert_eq!(order_bytes(a, &b), a[..].cmp(&b[..]), "byte {i}");
+                assert_eq!(order_bytes(&b, a), b[..].cmp(&a[..]), "byte {i}");
+            }
         }
-        assert!(same_bytes(a, a));
-        assert!(!same_bytes(b"abc", b"abcd"));
-        assert!(same_bytes(b"", b""));
+        assert_eq!(order_bytes(a, a), Ordering::Equal);
+        assert_eq!(order_bytes(b"abc", b"abcd"), Ordering::Less);
+        assert_eq!(order_bytes(b"abd", b"abcd"), Ordering::Greater);
+        assert_eq!(order_bytes(b"", b""), Ordering::Equal);
     }
 }
