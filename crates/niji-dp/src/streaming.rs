@@ -95,7 +95,7 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(aggs: &[AggSpec]) -> Layout {
+    fn new(aggs: &[AggSpec], c: f64) -> Layout {
         let mut partial = Vec::new();
         let mut w = 0;
         let mut total = Vec::new();
@@ -121,13 +121,7 @@ impl Layout {
                 AggKind::Var { .. } => total_names.extend([contrib_name(j), squares_name(j), denominator_name(j)]),
             }
         }
-        Layout { partial, partial_width: w, total, total_names, count_caps: None }
-    }
-
-    /// As [`Layout::new`], with the counts-only shortcut when it applies.
-    fn for_spec(aggs: &[AggSpec], c: f64) -> Layout {
-        let mut layout = Layout::new(aggs);
-        layout.count_caps = aggs
+        let count_caps = aggs
             .iter()
             .map(|a| match a.kind {
                 AggKind::Count => Some(c),
@@ -135,7 +129,16 @@ impl Layout {
                 _ => None,
             })
             .collect();
-        layout
+        Layout { partial, partial_width: w, total, total_names, count_caps }
+    }
+
+    /// Counts only (one partial and one total per aggregate, in the same order): adds
+    /// `min(n_j, cap_j)` to each aggregate's total, `n_j` given per aggregate.
+    #[inline(always)]
+    fn add_capped_counts(caps: &[f64], totals: &mut [f64], n: impl Fn(usize) -> f64) {
+        for j in 0..caps.len().min(totals.len()) {
+            totals[j] += n(j).min(caps[j]);
+        }
     }
 
     /// Adds one person's bounded contribution to one group (`partials` of that person and
@@ -143,11 +146,7 @@ impl Layout {
     #[inline]
     fn contribute(&self, aggs: &[AggSpec], c: f64, partials: &[f64], totals: &mut [f64]) {
         if let Some(caps) = &self.count_caps {
-            // Counts only: one partial (n) and one total per aggregate, in the same order.
-            let k = caps.len().min(partials.len()).min(totals.len());
-            for j in 0..k {
-                totals[j] += partials[j].min(caps[j]);
-            }
+            Layout::add_capped_counts(caps, totals, |j| partials[j]);
             return;
         }
         for (j, a) in aggs.iter().enumerate() {
@@ -439,11 +438,9 @@ impl Partition {
         if self.person.row_counts
             && let Some(caps) = &self.layout.count_caps
         {
+            // Row-count mode: every aggregate's partial is the group's row count.
             let n = self.person.counts[g];
-            let totals = &mut self.totals[g * tw..(g + 1) * tw];
-            for j in 0..caps.len().min(totals.len()) {
-                totals[j] += n.min(caps[j]);
-            }
+            Layout::add_capped_counts(caps, &mut self.totals[g * tw..(g + 1) * tw], |_| n);
             return;
         }
         self.layout.contribute(
@@ -823,7 +820,7 @@ fn key_of(keys: &[ArrayRef], gid: usize) -> Result<Vec<ScalarValue>> {
 /// Runs the streaming bounding. `Ok(None)`: the input is not person-contiguous (the caller runs
 /// the general plan).
 pub(crate) async fn bounded(spec: &Spec, ctx: &SessionContext) -> Result<Option<Bounded>> {
-    let layout = Arc::new(Layout::for_spec(&spec.aggs, spec.c));
+    let layout = Arc::new(Layout::new(&spec.aggs, spec.c));
     // Round-robin repartitioning would deal one sorted stream's batches to several partitions.
     let mut state = ctx.state();
     state.config_mut().options_mut().optimizer.enable_round_robin_repartition = false;
