@@ -8,6 +8,22 @@ use niji_pseudo::linkage::{Identifiers, link};
 use crate::support::{catalog, claims_spec, key, land_receipts, opts, rows, synth, synth_config};
 
 /// Whether a rendered row holds this person (person_id is not always the first column).
+/// The `person_id` the pipelines give a synthetic identity (its linkage keys under the test key).
+fn person_of(ident: &niji_synth::SourceIdentity) -> String {
+    let birth = chrono::NaiveDate::parse_from_str(ident.birth_date.as_deref().unwrap(), "%Y%m%d").unwrap();
+    let ids = Identifiers {
+        insurer_number: ident.insurer_number.as_deref(),
+        kigo: ident.kigo.as_deref(),
+        bango: ident.bango.as_deref(),
+        branch: ident.branch.as_deref(),
+        kana_name: ident.kana_name.as_deref(),
+        birth_date: Some(birth),
+        sex: Some(Sex::parse(ident.sex.as_deref().unwrap()).unwrap()),
+        source_id: None,
+    };
+    link(&key(), &ids).unwrap().person_id
+}
+
 fn has(row: &str, person: &str) -> bool {
     row.split('|').any(|c| c == person)
 }
@@ -34,18 +50,7 @@ async fn a_withdrawal_deletes_the_person_everywhere_in_the_next_run() {
                 && i.bango.is_some()
         })
         .expect("a clean receipt identity");
-    let birth = chrono::NaiveDate::parse_from_str(ident.birth_date.as_deref().unwrap(), "%Y%m%d").unwrap();
-    let ids = Identifiers {
-        insurer_number: ident.insurer_number.as_deref(),
-        kigo: ident.kigo.as_deref(),
-        bango: ident.bango.as_deref(),
-        branch: ident.branch.as_deref(),
-        kana_name: ident.kana_name.as_deref(),
-        birth_date: Some(birth),
-        sex: Some(Sex::parse(ident.sex.as_deref().unwrap()).unwrap()),
-        source_id: None,
-    };
-    let person = link(&key(), &ids).unwrap().person_id;
+    let person = person_of(&ident);
     let mut before = 0;
     for (t, v) in &v1.delta_versions {
         before += rows(d, "claims", t, *v).await.iter().filter(|r| has(r, &person)).count();
@@ -177,18 +182,7 @@ policy = "opt-out"
     let at_staging = r["consent"]["excluded_rows_at_staging"].as_object().unwrap();
     assert!(at_staging.values().all(|v| n(v) == 0), "the reader left nothing to drop: {at_staging:?}");
     // The person is in no table.
-    let birth = chrono::NaiveDate::parse_from_str(ident.birth_date.as_deref().unwrap(), "%Y%m%d").unwrap();
-    let ids = Identifiers {
-        insurer_number: ident.insurer_number.as_deref(),
-        kigo: ident.kigo.as_deref(),
-        bango: ident.bango.as_deref(),
-        branch: ident.branch.as_deref(),
-        kana_name: ident.kana_name.as_deref(),
-        birth_date: Some(birth),
-        sex: Some(Sex::parse(ident.sex.as_deref().unwrap()).unwrap()),
-        source_id: None,
-    };
-    let person = link(&key(), &ids).unwrap().person_id;
+    let person = person_of(&ident);
     let v = cat.version(out.version_id.unwrap()).await.unwrap();
     let mut total = 0;
     for (t, dv) in &v.delta_versions {
