@@ -238,13 +238,20 @@ fn max_rho(epsilon: f64, delta: f64, threshold_delta: f64) -> Result<f64> {
 
 /// The search behind [`max_rho`] (ε is increasing in ρ).
 fn max_rho_search(epsilon: f64, delta: f64, threshold_delta: f64) -> Result<f64> {
-    largest_fitting(epsilon, |rho| rho_to_epsilon(rho, delta, threshold_delta))
+    let rho = largest_fitting(epsilon, |rho| rho_to_epsilon(rho, delta, threshold_delta))?;
+    if rho <= 0.0 {
+        return Err(DpError::InvalidBudget(format!(
+            "epsilon {epsilon} is too small for delta {delta}: no positive rho fits"
+        )));
+    }
+    Ok(rho)
 }
 
 /// Relative width of the final bracket: ρ is at most this fraction below the exact maximum.
 const RHO_PRECISION: f64 = 1e-12;
 
-/// Largest ρ with `eps_of(ρ) ≤ epsilon`, for an increasing `eps_of`: regula falsi with the
+/// Largest ρ with `eps_of(ρ) ≤ epsilon` (0 when none above 0 fits), for an increasing
+/// `eps_of`: regula falsi with the
 /// Illinois modification over a bracket `[lo, hi]` in which `lo` always fits and `hi` never
 /// does, so the answer is a ρ that was evaluated and fits, whatever the function's rounding.
 /// The conversion is smooth, so this needs at most 25 evaluations in the tested budgets where
@@ -289,9 +296,6 @@ fn largest_fitting(epsilon: f64, eps_of: impl Fn(f64) -> Result<f64>) -> Result<
             }
             side = 1;
         }
-    }
-    if lo <= 0.0 {
-        return Err(DpError::InvalidBudget(format!("epsilon {epsilon} is too small for delta: no positive rho fits")));
     }
     Ok(lo)
 }
