@@ -66,8 +66,8 @@ impl DpPlan {
                 return Ok(b);
             }
             // Not person-contiguous as it comes: sort the row stage by person (DataFusion's sort,
-            // spilling under the memory limit) and stream that; cheaper than the general plan's
-            // per-(person, group) aggregation and window.
+            // bounded by the session's memory pool) and stream that; cheaper than the general
+            // plan's per-(person, group) aggregation and window.
             tracing::debug!("dp bounding: input not person-contiguous, streaming it sorted by person");
             if let Some(b) = crate::streaming::bounded(&spec.sorted()?, ctx).await? {
                 return Ok(Bounded { sorted: true, ..b });
