@@ -89,8 +89,8 @@ fn eval_view<'m>(
     u: &niji_ingest::fhir::read::Unit<'_>,
 ) -> Option<(&'m niji_ingest::fhir::View, Result<Rows, String>)> {
     let res = u.resource.as_ref().ok()?;
-    let v = maps.view(res.get("resourceType")?.as_str()?)?;
-    Some((v, v.eval(res, env).map_err(|e| e.to_string())))
+    let v = maps.view(res.str_of("resourceType")?)?;
+    Some((v, v.eval(*res, env).map_err(|e| e.to_string())))
 }
 
 /// Ours without pseudonymization: NDJSON → the built-in ViewDefinitions → zstd Parquet, one

@@ -1,5 +1,6 @@
 //! The FHIRPath subset that SQL-on-FHIR v2 views need, parsed once into an AST and evaluated
-//! directly over `serde_json::Value` resources (no copies of the resource).
+//! directly over resources parsed onto a JSON tape ([`super::json`]; no copies of the
+//! resource).
 //!
 //! Supported: path navigation (with choice types: `value` finds `valueQuantity`), indexers,
 //! literals (string, number, boolean, `{}`, `@date`), `%constants`, `$this`, boolean logic
@@ -10,9 +11,13 @@
 //! `ofType`, `is`, `as`, `extension`, `getResourceKey`, `getReferenceKey`, `lowBoundary`,
 //! `highBoundary`, `not`, `toString`, `startsWith`, `endsWith`, `contains`, `hasValue`, `iif`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde_json::Value;
+use smallvec::{SmallVec, smallvec};
+
+use super::json::{J, Kind, key_eq};
 
 /// A FHIRPath parse or evaluation failure. Messages name the construct, never data values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -545,11 +550,13 @@ impl Expr {
 /// One item of a FHIRPath collection.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item<'a> {
-    /// A node of the resource (or a constant), with the FHIR type when a choice suffix or the
-    /// constant's declaration tells it (`Quantity`, `DateTime`, `string`, …).
-    Node(&'a Value, Option<&'a str>),
-    /// A computed string.
-    Str(String),
+    /// A node of the resource, with the FHIR type when a choice suffix tells it (`Quantity`,
+    /// `DateTime`, `string`, …).
+    Node(J<'a>, Option<&'a str>),
+    /// A view constant, with its declared FHIR type (`code`, `date`, `integer`, …).
+    Const(&'a Const, &'a str),
+    /// A string: computed, or a literal of the expression (borrowed).
+    Str(Cow<'a, str>),
     /// A computed integer.
     Int(i64),
     /// A computed decimal.
@@ -571,6 +578,31 @@ pub enum TemporalKind {
     Time,
 }
 
+/// The value of a view constant (`constant.value[x]`: always a primitive).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Const {
+    /// A string-like value (string, code, uri, date, dateTime, …).
+    Str(String),
+    /// An integer.
+    Int(i64),
+    /// A decimal.
+    Dec(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl Const {
+    /// The constant of a JSON value; `None` for null, arrays and objects.
+    pub fn from_json(v: &Value) -> Option<Const> {
+        match v {
+            Value::String(s) => Some(Const::Str(s.clone())),
+            Value::Bool(b) => Some(Const::Bool(*b)),
+            Value::Number(n) => Some(n.as_i64().map_or_else(|| Const::Dec(n.as_f64().unwrap_or(f64::NAN)), Const::Int)),
+            _ => None,
+        }
+    }
+}
+
 /// A primitive view of an item, for comparison and arithmetic.
 #[derive(Debug, Clone, PartialEq)]
 enum Prim<'x> {
@@ -584,19 +616,21 @@ enum Prim<'x> {
 impl<'a> Item<'a> {
     fn prim(&self) -> Prim<'_> {
         match self {
-            Item::Node(v, _) => match v {
-                Value::Bool(b) => Prim::Bool(*b),
-                Value::Number(n) => {
-                    if let Some(i) = n.as_i64() {
-                        Prim::Int(i)
-                    } else {
-                        Prim::Dec(n.as_f64().unwrap_or(f64::NAN))
-                    }
-                }
-                Value::String(s) => Prim::Str(s),
-                _ => Prim::Complex,
+            Item::Node(v, _) => match v.kind() {
+                Kind::Bool(b) => Prim::Bool(b),
+                Kind::Int(i) => Prim::Int(i),
+                Kind::Dec(d) => Prim::Dec(d),
+                Kind::Str(s) => Prim::Str(s),
+                Kind::Null | Kind::Array | Kind::Object => Prim::Complex,
             },
-            Item::Str(s) | Item::Temporal(s, _) => Prim::Str(s),
+            Item::Const(c, _) => match c {
+                Const::Str(s) => Prim::Str(s),
+                Const::Int(i) => Prim::Int(*i),
+                Const::Dec(d) => Prim::Dec(*d),
+                Const::Bool(b) => Prim::Bool(*b),
+            },
+            Item::Str(s) => Prim::Str(s),
+            Item::Temporal(s, _) => Prim::Str(s),
             Item::Int(i) => Prim::Int(*i),
             Item::Dec(d) => Prim::Dec(*d),
             Item::Bool(b) => Prim::Bool(*b),
@@ -614,8 +648,15 @@ impl<'a> Item<'a> {
     /// The item as JSON (for output).
     pub fn to_json(&self) -> Value {
         match self {
-            Item::Node(v, _) => (*v).clone(),
-            Item::Str(s) | Item::Temporal(s, _) => Value::String(s.clone()),
+            Item::Node(v, _) => v.to_value(),
+            Item::Const(c, _) => match c {
+                Const::Str(s) => Value::String(s.clone()),
+                Const::Int(i) => Value::from(*i),
+                Const::Dec(d) => serde_json::Number::from_f64(*d).map_or(Value::Null, Value::Number),
+                Const::Bool(b) => Value::Bool(*b),
+            },
+            Item::Str(s) => Value::String(s.to_string()),
+            Item::Temporal(s, _) => Value::String(s.clone()),
             Item::Int(i) => Value::from(*i),
             Item::Dec(d) => serde_json::Number::from_f64(*d).map_or(Value::Null, Value::Number),
             Item::Bool(b) => Value::Bool(*b),
@@ -625,6 +666,7 @@ impl<'a> Item<'a> {
     fn type_name(&self) -> Option<&str> {
         match self {
             Item::Node(_, t) => *t,
+            Item::Const(_, t) => Some(t),
             _ => None,
         }
     }
@@ -634,9 +676,9 @@ impl<'a> Item<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Ctx<'a> {
     /// The resource being evaluated.
-    pub resource: &'a Value,
+    pub resource: J<'a>,
     /// Declared constants: name → (value, FHIR type).
-    pub constants: &'a HashMap<String, (Value, String)>,
+    pub constants: &'a HashMap<String, (Const, String)>,
     /// `%rowIndex` of the innermost iteration.
     pub row_index: i64,
     /// Aliases of reference strings (e.g. `urn:uuid:` fullUrls) to resource keys `Type/id`.
@@ -646,36 +688,57 @@ pub struct Ctx<'a> {
 }
 
 /// A FHIRPath collection.
-pub type Coll<'a> = Vec<Item<'a>>;
+pub type Coll<'a> = SmallVec<[Item<'a>; 2]>;
 
-fn push_json<'a>(out: &mut Coll<'a>, v: &'a Value, ty: Option<&'a str>) {
-    match v {
-        Value::Array(a) => out.extend(a.iter().filter(|x| !x.is_null()).map(|x| Item::Node(x, ty))),
-        Value::Null => {}
-        other => out.push(Item::Node(other, ty)),
+fn push_json<'a>(out: &mut Coll<'a>, v: J<'a>, ty: Option<&'a str>) {
+    match v.kind() {
+        Kind::Array => out.extend(v.elements().filter(|x| !x.is_null()).map(|x| Item::Node(x, ty))),
+        Kind::Null => {}
+        _ => out.push(Item::Node(v, ty)),
     }
 }
 
 fn member<'a>(input: &[Item<'a>], name: &str, out: &mut Coll<'a>) {
     for it in input {
-        let Item::Node(v, _) = it else { continue };
-        let v: &'a Value = v;
-        let Value::Object(map) = v else { continue };
-        if let Some(v) = map.get(name) {
-            push_json(out, v, None);
+        let Item::Node(v, _) = *it else { continue };
+        if !v.is_object() {
             continue;
         }
-        if map.get("resourceType").and_then(Value::as_str) == Some(name) {
-            out.push(it.clone());
-            continue;
-        }
-        // Choice type: `value` → `valueQuantity`, `valueString`, …
-        for (k, v) in map {
-            if k.len() > name.len()
+        // One pass over the members: the exact name (the last one if repeated), else the
+        // choice-type members (`value` → `valueQuantity`, `valueString`, …) in input order,
+        // else the resource itself when `name` is its type.
+        let mut exact = None;
+        let mut choices = 0usize;
+        let mut resource_type = None;
+        let first = name.as_bytes().first().copied();
+        for (k, x) in v.members() {
+            if k.as_bytes().first().copied() != first {
+                if key_eq(k, "resourceType") {
+                    resource_type = x.as_str();
+                }
+            } else if k.len() == name.len() {
+                if k == name {
+                    exact = Some(x);
+                }
+            } else if exact.is_none()
+                && k.len() > name.len()
                 && k.starts_with(name)
-                && k[name.len()..].chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                && k.as_bytes()[name.len()].is_ascii_uppercase()
             {
-                push_json(out, v, Some(&k[name.len()..]));
+                choices += 1;
+            } else if key_eq(k, "resourceType") {
+                resource_type = x.as_str();
+            }
+        }
+        if let Some(x) = exact {
+            push_json(out, x, None);
+        } else if resource_type == Some(name) {
+            out.push(it.clone());
+        } else if choices > 0 {
+            for (k, x) in v.members() {
+                if k.len() > name.len() && k.starts_with(name) && k.as_bytes()[name.len()].is_ascii_uppercase() {
+                    push_json(out, x, Some(&k[name.len()..]));
+                }
             }
         }
     }
@@ -687,8 +750,8 @@ fn type_matches(item: &Item<'_>, ty: &str) -> bool {
         return eq(t, ty);
     }
     match item {
-        Item::Node(v, _) => match v {
-            Value::String(_) => matches!(
+        Item::Node(v, _) => match v.kind() {
+            Kind::Str(_) => matches!(
                 ty,
                 "string"
                     | "code"
@@ -706,20 +769,22 @@ fn type_matches(item: &Item<'_>, ty: &str) -> bool {
                     | "instant"
                     | "String"
             ),
-            Value::Bool(_) => eq(ty, "boolean"),
-            Value::Number(n) => {
-                if n.is_i64() || n.is_u64() {
-                    matches!(ty, "integer" | "positiveInt" | "unsignedInt" | "decimal" | "Integer" | "Decimal")
-                } else {
-                    eq(ty, "decimal")
-                }
+            Kind::Bool(_) => eq(ty, "boolean"),
+            Kind::Int(_) => {
+                matches!(ty, "integer" | "positiveInt" | "unsignedInt" | "decimal" | "Integer" | "Decimal")
             }
-            Value::Object(m) => match m.get("resourceType").and_then(Value::as_str) {
+            Kind::Dec(_) if v.is_unsigned_integer() => {
+                matches!(ty, "integer" | "positiveInt" | "unsignedInt" | "decimal" | "Integer" | "Decimal")
+            }
+            Kind::Dec(_) => eq(ty, "decimal"),
+            Kind::Object => match v.str_of("resourceType") {
                 Some(rt) => rt == ty || ty == "Resource" || ty == "DomainResource",
                 None => ty.chars().next().is_some_and(|c| c.is_ascii_uppercase()),
             },
-            _ => false,
+            Kind::Null | Kind::Array => false,
         },
+        // A constant always has its declared type (handled above).
+        Item::Const(..) => false,
         Item::Str(_) => eq(ty, "string"),
         Item::Int(_) => eq(ty, "integer"),
         Item::Dec(_) => eq(ty, "decimal"),
@@ -843,10 +908,13 @@ fn single<'b, 'a>(c: &'b [Item<'a>], what: &str) -> PResult<Option<&'b Item<'a>>
 
 fn decimals_of(item: &Item<'_>) -> u32 {
     match item {
-        Item::Node(Value::Number(n), _) => {
-            let s = n.to_string();
-            s.split_once('.').map_or(0, |(_, f)| f.trim_end_matches(|c: char| !c.is_ascii_digit()).len() as u32)
-        }
+        Item::Node(_, _) | Item::Const(..) => match item.prim() {
+            Prim::Dec(d) => {
+                let s = serde_json::Number::from_f64(d).map(|n| n.to_string()).unwrap_or_default();
+                s.split_once('.').map_or(0, |(_, f)| f.trim_end_matches(|c: char| !c.is_ascii_digit()).len() as u32)
+            }
+            _ => 0,
+        },
         _ => 0,
     }
 }
@@ -969,7 +1037,7 @@ fn reference_key(reference: &str, ctx: &Ctx<'_>) -> String {
 /// The key `Type/id` of a relative or absolute reference (`_history` dropped); other
 /// references (`urn:uuid:…`) are their own key.
 pub fn reference_key_plain(reference: &str) -> String {
-    let r = match reference.find("/_history/") {
+    let r = match history_at(reference) {
         Some(i) => &reference[..i],
         None => reference,
     };
@@ -983,13 +1051,56 @@ pub fn reference_key_plain(reference: &str) -> String {
     }
 }
 
+/// Where `/_history/` starts in a reference (a byte scan for `_`: cheaper than a substring
+/// search set up per call, and references rarely hold a `_`).
+fn history_at(reference: &str) -> Option<usize> {
+    let b = reference.as_bytes();
+    let mut from = 1;
+    while let Some(p) = b.get(from..)?.iter().position(|&c| c == b'_') {
+        let at = from + p;
+        if b[at - 1] == b'/' && b[at..].starts_with(b"_history/") {
+            return Some(at - 1);
+        }
+        from = at + 1;
+    }
+    None
+}
+
 /// The key of a resource: `Type/id`, else the alias the reader gave it (its fullUrl).
-pub fn resource_key(res: &Value, ctx: &Ctx<'_>) -> Option<String> {
-    let ty = res.get("resourceType").and_then(Value::as_str)?;
-    match res.get("id").and_then(Value::as_str) {
+pub fn resource_key(res: J<'_>, ctx: &Ctx<'_>) -> Option<String> {
+    let ty = res.str_of("resourceType")?;
+    match res.str_of("id") {
         Some(id) => Some(format!("{ty}/{id}")),
         None => ctx.resource_key.map(str::to_owned),
     }
+}
+
+/// `&`: string concatenation, empty counting as `''`. A left side that is already a computed
+/// string is extended in place, so `a & '|' & b` builds one string.
+fn concat<'a>(mut x: Coll<'a>, y: &[Item<'a>]) -> PResult<Coll<'a>> {
+    let both = single(&x, "arithmetic")?.is_some() && single(y, "arithmetic")?.is_some();
+    // As `arith`: with both sides single, numbers and booleans are written out; with one side
+    // empty, only strings count.
+    let push = |s: &mut String, i: &Item<'_>| {
+        if both {
+            push_prim(s, &i.prim());
+        } else {
+            s.push_str(i.as_str().unwrap_or_default());
+        }
+    };
+    let mut s = match x.pop() {
+        Some(Item::Str(Cow::Owned(s))) => s,
+        Some(other) => {
+            let mut s = String::new();
+            push(&mut s, &other);
+            s
+        }
+        None => String::new(),
+    };
+    if let Some(i) = y.first() {
+        push(&mut s, i);
+    }
+    Ok(smallvec![Item::Str(Cow::Owned(s))])
 }
 
 fn arith<'a>(op: BinOp, a: &[Item<'a>], b: &[Item<'a>]) -> PResult<Coll<'a>> {
@@ -997,19 +1108,19 @@ fn arith<'a>(op: BinOp, a: &[Item<'a>], b: &[Item<'a>]) -> PResult<Coll<'a>> {
         if op == BinOp::Concat {
             let sa = a.first().and_then(Item::as_str).unwrap_or_default();
             let sb = b.first().and_then(Item::as_str).unwrap_or_default();
-            return Ok(vec![Item::Str([sa, sb].concat())]);
+            return Ok(smallvec![Item::Str([sa, sb].concat().into())]);
         }
-        return Ok(vec![]);
+        return Ok(smallvec![]);
     };
     let (px, py) = (x.prim(), y.prim());
     if op == BinOp::Concat {
         let mut s = String::new();
         push_prim(&mut s, &px);
         push_prim(&mut s, &py);
-        return Ok(vec![Item::Str(s)]);
+        return Ok(smallvec![Item::Str(s.into())]);
     }
     if let (BinOp::Add, Prim::Str(s), Prim::Str(t)) = (op, &px, &py) {
-        return Ok(vec![Item::Str(format!("{s}{t}"))]);
+        return Ok(smallvec![Item::Str(format!("{s}{t}").into())]);
     }
     if let (Prim::Int(i), Prim::Int(j)) = (&px, &py) {
         let (i, j) = (*i, *j);
@@ -1022,10 +1133,10 @@ fn arith<'a>(op: BinOp, a: &[Item<'a>], b: &[Item<'a>]) -> PResult<Coll<'a>> {
             _ => None,
         };
         if let Some(r) = r {
-            return Ok(vec![Item::Int(r)]);
+            return Ok(smallvec![Item::Int(r)]);
         }
         if op != BinOp::Div {
-            return Ok(vec![]);
+            return Ok(smallvec![]);
         }
     }
     let (Some(i), Some(j)) = (num(&px), num(&py)) else { return err("arithmetic on non-numeric values") };
@@ -1034,11 +1145,11 @@ fn arith<'a>(op: BinOp, a: &[Item<'a>], b: &[Item<'a>]) -> PResult<Coll<'a>> {
         BinOp::Sub => i - j,
         BinOp::Mul => i * j,
         BinOp::Div if j != 0.0 => i / j,
-        BinOp::IntDiv if j != 0.0 => return Ok(vec![Item::Int((i / j).trunc() as i64)]),
+        BinOp::IntDiv if j != 0.0 => return Ok(smallvec![Item::Int((i / j).trunc() as i64)]),
         BinOp::Mod if j != 0.0 => i % j,
-        _ => return Ok(vec![]),
+        _ => return Ok(smallvec![]),
     };
-    Ok(vec![Item::Dec(r)])
+    Ok(smallvec![Item::Dec(r)])
 }
 
 /// Append the text of a primitive (as [`px_str`]) without an intermediate string.
@@ -1067,18 +1178,18 @@ fn px_str(p: &Prim<'_>) -> String {
 }
 
 fn compare<'a>(op: BinOp, a: &[Item<'a>], b: &[Item<'a>]) -> PResult<Coll<'a>> {
-    let (Some(x), Some(y)) = (single(a, "comparison")?, single(b, "comparison")?) else { return Ok(vec![]) };
+    let (Some(x), Some(y)) = (single(a, "comparison")?, single(b, "comparison")?) else { return Ok(smallvec![]) };
     let ord = match (x.prim(), y.prim()) {
         (Prim::Str(s), Prim::Str(t)) => {
             if temporal_kind(x).is_some() && temporal_kind(y).is_some() && s.len() != t.len() {
-                return Ok(vec![]);
+                return Ok(smallvec![]);
             }
             s.cmp(t)
         }
         (px, py) => match (num(&px), num(&py)) {
             (Some(i), Some(j)) => match i.partial_cmp(&j) {
                 Some(o) => o,
-                None => return Ok(vec![]),
+                None => return Ok(smallvec![]),
             },
             _ => return err("comparison of incompatible values"),
         },
@@ -1090,7 +1201,7 @@ fn compare<'a>(op: BinOp, a: &[Item<'a>], b: &[Item<'a>]) -> PResult<Coll<'a>> {
         BinOp::Gt => ord == Greater,
         _ => ord != Less,
     };
-    Ok(vec![Item::Bool(r)])
+    Ok(smallvec![Item::Bool(r)])
 }
 
 fn logic<'a>(op: BinOp, a: Option<bool>, b: Option<bool>) -> Coll<'a> {
@@ -1121,12 +1232,12 @@ fn logic<'a>(op: BinOp, a: Option<bool>, b: Option<bool>) -> Coll<'a> {
 /// Evaluate `expr` with `input` as the focus (`$this`).
 pub fn eval<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Coll<'a>> {
     Ok(match expr {
-        Expr::This => input.to_vec(),
-        Expr::Str(s) => vec![Item::Str(s.clone())],
-        Expr::Int(i) => vec![Item::Int(*i)],
-        Expr::Dec(d, _) => vec![Item::Dec(*d)],
-        Expr::Bool(b) => vec![Item::Bool(*b)],
-        Expr::Empty => vec![],
+        Expr::This => input.iter().cloned().collect(),
+        Expr::Str(s) => smallvec![Item::Str(Cow::Borrowed(s))],
+        Expr::Int(i) => smallvec![Item::Int(*i)],
+        Expr::Dec(d, _) => smallvec![Item::Dec(*d)],
+        Expr::Bool(b) => smallvec![Item::Bool(*b)],
+        Expr::Empty => smallvec![],
         Expr::DateLit(d) => {
             let kind = if d.starts_with('T') {
                 TemporalKind::Time
@@ -1135,22 +1246,18 @@ pub fn eval<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Co
             } else {
                 TemporalKind::Date
             };
-            vec![Item::Temporal(d.trim_start_matches('T').to_owned(), kind)]
+            smallvec![Item::Temporal(d.trim_start_matches('T').to_owned(), kind)]
         }
         Expr::Const(name) => match name.as_str() {
-            "rowIndex" => vec![Item::Int(ctx.row_index)],
-            "resource" | "rootResource" | "context" => vec![Item::Node(ctx.resource, None)],
+            "rowIndex" => smallvec![Item::Int(ctx.row_index)],
+            "resource" | "rootResource" | "context" => smallvec![Item::Node(ctx.resource, None)],
             _ => match ctx.constants.get(name) {
-                Some((v, ty)) => {
-                    let mut out = Vec::new();
-                    push_json(&mut out, v, Some(ty.as_str()));
-                    out
-                }
+                Some((v, ty)) => smallvec![Item::Const(v, ty)],
                 None => return err(format!("undefined constant `%{name}`")),
             },
         },
         Expr::Member(base, name) => {
-            let mut out = Vec::new();
+            let mut out = Coll::new();
             if matches!(**base, Expr::This) {
                 // The implicit start of a path: navigate from the focus without copying it.
                 member(input, name, &mut out);
@@ -1164,16 +1271,16 @@ pub fn eval<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Co
             let i = eval(idx, input, ctx)?;
             match single(&i, "index")?.map(Item::prim) {
                 Some(Prim::Int(n)) if n >= 0 => b.into_iter().nth(n as usize).into_iter().collect(),
-                Some(Prim::Int(_)) | None => vec![],
+                Some(Prim::Int(_)) | None => smallvec![],
                 Some(_) => return err("index must be an integer"),
             }
         }
         Expr::Neg(e) => {
             let v = eval(e, input, ctx)?;
             match single(&v, "unary minus")?.map(Item::prim) {
-                None => vec![],
-                Some(Prim::Int(i)) => vec![Item::Int(-i)],
-                Some(Prim::Dec(d)) => vec![Item::Dec(-d)],
+                None => smallvec![],
+                Some(Prim::Int(i)) => smallvec![Item::Int(-i)],
+                Some(Prim::Dec(d)) => smallvec![Item::Dec(-d)],
                 Some(_) => return err("unary minus on a non-number"),
             }
         }
@@ -1181,8 +1288,8 @@ pub fn eval<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Co
             let v = eval(e, input, ctx)?;
             if *is {
                 match single(&v, "is")? {
-                    None => vec![],
-                    Some(i) => vec![Item::Bool(type_matches(i, ty))],
+                    None => smallvec![],
+                    Some(i) => smallvec![Item::Bool(type_matches(i, ty))],
                 }
             } else {
                 v.into_iter().filter(|i| type_matches(i, ty)).collect()
@@ -1196,17 +1303,18 @@ pub fn eval<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Co
                     let y = to_bool(&eval(b, input, ctx)?)?;
                     logic(op, x, y)
                 }
+                BinOp::Concat => concat(eval(a, input, ctx)?, &eval(b, input, ctx)?)?,
                 _ => {
                     let x = eval(a, input, ctx)?;
                     let y = eval(b, input, ctx)?;
                     match op {
                         BinOp::Eq => coll_eq(&x, &y).map(Item::Bool).into_iter().collect(),
                         BinOp::Ne => coll_eq(&x, &y).map(|b| Item::Bool(!b)).into_iter().collect(),
-                        BinOp::Equiv => vec![Item::Bool(equiv(&x, &y))],
-                        BinOp::NotEquiv => vec![Item::Bool(!equiv(&x, &y))],
+                        BinOp::Equiv => smallvec![Item::Bool(equiv(&x, &y))],
+                        BinOp::NotEquiv => smallvec![Item::Bool(!equiv(&x, &y))],
                         BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => compare(op, &x, &y)?,
                         BinOp::Union => {
-                            let mut out: Coll<'a> = Vec::new();
+                            let mut out = Coll::new();
                             for i in x.into_iter().chain(y) {
                                 if !out.iter().any(|o| prim_eq(o, &i) == Some(true)) {
                                     out.push(i);
@@ -1217,8 +1325,8 @@ pub fn eval<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Co
                         BinOp::In | BinOp::Contains => {
                             let (needle, hay) = if op == BinOp::In { (x, y) } else { (y, x) };
                             match single(&needle, "in")? {
-                                None => vec![],
-                                Some(n) => vec![Item::Bool(hay.iter().any(|h| prim_eq(h, n) == Some(true)))],
+                                None => smallvec![],
+                                Some(n) => smallvec![Item::Bool(hay.iter().any(|h| prim_eq(h, n) == Some(true)))],
                             }
                         }
                         _ => arith(op, &x, &y)?,
@@ -1240,7 +1348,7 @@ fn call<'a>(name: &str, b: Coll<'a>, args: &'a [Expr], outer: &[Item<'a>], ctx: 
     };
     Ok(match name {
         "where" => {
-            let mut out = Vec::new();
+            let mut out = Coll::new();
             for it in b {
                 let r = eval(&args[0], std::slice::from_ref(&it), ctx)?;
                 if to_bool(&r)? == Some(true) {
@@ -1250,7 +1358,7 @@ fn call<'a>(name: &str, b: Coll<'a>, args: &'a [Expr], outer: &[Item<'a>], ctx: 
             out
         }
         "select" => {
-            let mut out = Vec::new();
+            let mut out = Coll::new();
             for it in b {
                 out.extend(eval(&args[0], std::slice::from_ref(&it), ctx)?);
             }
@@ -1263,11 +1371,11 @@ fn call<'a>(name: &str, b: Coll<'a>, args: &'a [Expr], outer: &[Item<'a>], ctx: 
                     all = false;
                 }
             }
-            vec![Item::Bool(all)]
+            smallvec![Item::Bool(all)]
         }
         "exists" => {
             if args.is_empty() {
-                vec![Item::Bool(!b.is_empty())]
+                smallvec![Item::Bool(!b.is_empty())]
             } else {
                 let mut any = false;
                 for it in b {
@@ -1276,13 +1384,13 @@ fn call<'a>(name: &str, b: Coll<'a>, args: &'a [Expr], outer: &[Item<'a>], ctx: 
                         break;
                     }
                 }
-                vec![Item::Bool(any)]
+                smallvec![Item::Bool(any)]
             }
         }
-        "empty" => vec![Item::Bool(b.is_empty())],
-        "hasValue" => vec![Item::Bool(b.len() == 1 && b[0].prim() != Prim::Complex)],
+        "empty" => smallvec![Item::Bool(b.is_empty())],
+        "hasValue" => smallvec![Item::Bool(b.len() == 1 && b[0].prim() != Prim::Complex)],
         "first" => b.into_iter().take(1).collect(),
-        "last" => b.into_iter().last().into_iter().collect(),
+        "last" => b.into_iter().next_back().into_iter().collect(),
         "tail" => b.into_iter().skip(1).collect(),
         "single" => {
             if b.len() > 1 {
@@ -1297,9 +1405,9 @@ fn call<'a>(name: &str, b: Coll<'a>, args: &'a [Expr], outer: &[Item<'a>], ctx: 
             };
             if name == "skip" { b.into_iter().skip(n).collect() } else { b.into_iter().take(n).collect() }
         }
-        "count" => vec![Item::Int(b.len() as i64)],
+        "count" => smallvec![Item::Int(b.len() as i64)],
         "distinct" => {
-            let mut out: Coll<'a> = Vec::new();
+            let mut out = Coll::new();
             for i in b {
                 if !out.iter().any(|o| prim_eq(o, &i) == Some(true)) {
                     out.push(i);
@@ -1308,18 +1416,18 @@ fn call<'a>(name: &str, b: Coll<'a>, args: &'a [Expr], outer: &[Item<'a>], ctx: 
             out
         }
         "not" => match to_bool(&b)? {
-            Some(v) => vec![Item::Bool(!v)],
-            None => vec![],
+            Some(v) => smallvec![Item::Bool(!v)],
+            None => smallvec![],
         },
-        "allTrue" => vec![Item::Bool(b.iter().all(|i| i.prim() == Prim::Bool(true)))],
-        "anyTrue" => vec![Item::Bool(b.iter().any(|i| i.prim() == Prim::Bool(true)))],
+        "allTrue" => smallvec![Item::Bool(b.iter().all(|i| i.prim() == Prim::Bool(true)))],
+        "anyTrue" => smallvec![Item::Bool(b.iter().any(|i| i.prim() == Prim::Bool(true)))],
         "join" => {
             let sep = match args.first() {
                 Some(_) => arg_single(0)?.and_then(|i| i.as_str().map(str::to_owned)).unwrap_or_default(),
                 None => String::new(),
             };
             let parts: Vec<String> = b.iter().map(|i| px_str(&i.prim())).collect();
-            vec![Item::Str(parts.join(&sep))]
+            smallvec![Item::Str(parts.join(&sep).into())]
         }
         "ofType" => {
             let ty = type_arg(args)?;
@@ -1332,48 +1440,47 @@ fn call<'a>(name: &str, b: Coll<'a>, args: &'a [Expr], outer: &[Item<'a>], ctx: 
         "is" => {
             let ty = type_arg(args)?;
             match single(&b, "is")? {
-                None => vec![],
-                Some(i) => vec![Item::Bool(type_matches(i, ty))],
+                None => smallvec![],
+                Some(i) => smallvec![Item::Bool(type_matches(i, ty))],
             }
         }
         "extension" => {
-            let url = arg_single(0)?.and_then(|i| i.as_str().map(str::to_owned)).unwrap_or_default();
-            let mut exts = Vec::new();
+            let arg = arg_single(0)?;
+            let url = arg.as_ref().and_then(Item::as_str).unwrap_or_default();
+            let mut exts = Coll::new();
             member(&b, "extension", &mut exts);
-            exts.into_iter()
-                .filter(|e| matches!(e, Item::Node(v, _) if v.get("url").and_then(Value::as_str) == Some(url.as_str())))
-                .collect()
+            exts.into_iter().filter(|e| matches!(e, Item::Node(v, _) if v.str_of("url") == Some(url))).collect()
         }
         "getResourceKey" => {
-            let mut out = Vec::new();
+            let mut out = Coll::new();
             for it in &b {
                 if let Item::Node(v, _) = it
-                    && let Some(k) = resource_key(v, ctx)
+                    && let Some(k) = resource_key(*v, ctx)
                 {
-                    out.push(Item::Str(k));
+                    out.push(Item::Str(k.into()));
                 }
             }
             out
         }
         "getReferenceKey" => {
             let ty = if args.is_empty() { None } else { Some(type_arg(args)?) };
-            let mut out = Vec::new();
+            let mut out = Coll::new();
             for it in &b {
                 let Item::Node(v, _) = it else { continue };
-                let Some(r) = v.get("reference").and_then(Value::as_str) else { continue };
+                let Some(r) = v.str_of("reference") else { continue };
                 let key = reference_key(r, ctx);
                 let ok = match &ty {
                     None => true,
                     Some(t) => key.split('/').next() == Some(*t) && key.contains('/'),
                 };
                 if ok {
-                    out.push(Item::Str(key));
+                    out.push(Item::Str(key.into()));
                 }
             }
             out
         }
         "lowBoundary" | "highBoundary" => b.iter().filter_map(|i| boundary(i, name == "highBoundary")).collect(),
-        "toString" => b.iter().map(|i| Item::Str(px_str(&i.prim()))).collect(),
+        "toString" => b.iter().map(|i| Item::Str(px_str(&i.prim()).into())).collect(),
         "toInteger" => b
             .iter()
             .filter_map(|i| match i.prim() {
@@ -1393,9 +1500,9 @@ fn call<'a>(name: &str, b: Coll<'a>, args: &'a [Expr], outer: &[Item<'a>], ctx: 
             })
             .collect(),
         "startsWith" | "endsWith" | "contains" => {
-            let Some(s) = single(&b, name)?.map(|i| px_str(&i.prim())) else { return Ok(vec![]) };
-            let Some(p) = arg_single(0)?.map(|i| px_str(&i.prim())) else { return Ok(vec![]) };
-            vec![Item::Bool(match name {
+            let Some(s) = single(&b, name)?.map(|i| px_str(&i.prim())) else { return Ok(smallvec![]) };
+            let Some(p) = arg_single(0)?.map(|i| px_str(&i.prim())) else { return Ok(smallvec![]) };
+            smallvec![Item::Bool(match name {
                 "startsWith" => s.starts_with(&p),
                 "endsWith" => s.ends_with(&p),
                 _ => s.contains(&p),
@@ -1408,7 +1515,7 @@ fn call<'a>(name: &str, b: Coll<'a>, args: &'a [Expr], outer: &[Item<'a>], ctx: 
             } else if let Some(e) = args.get(2) {
                 eval(e, outer, ctx)?
             } else {
-                vec![]
+                smallvec![]
             }
         }
         other => return err(format!("unsupported function `{other}()`")),
@@ -1432,8 +1539,12 @@ mod tests {
     fn run(expr: &str, res: &Value) -> Vec<Value> {
         let e = parse(expr).expect("parse");
         let consts = HashMap::new();
-        let ctx = Ctx { resource: res, constants: &consts, row_index: 0, aliases: None, resource_key: None };
-        eval(&e, &[Item::Node(res, None)], &ctx).expect("eval").iter().map(Item::to_json).collect()
+        let text = res.to_string();
+        super::super::json::Parser::new().parse(text.as_bytes(), |r| {
+            let res = r.expect("valid JSON");
+            let ctx = Ctx { resource: res, constants: &consts, row_index: 0, aliases: None, resource_key: None };
+            eval(&e, &[Item::Node(res, None)], &ctx).expect("eval").iter().map(Item::to_json).collect()
+        })
     }
 
     #[test]
@@ -1459,6 +1570,19 @@ mod tests {
         assert_eq!(run("birthDate.highBoundary()", &r), vec![json!("1970-02-28")]);
         // FHIRPath: an integer has precision 0, so its boundaries are ±0.5 (`1.lowBoundary()` = 0.5).
         assert_eq!(run("v.lowBoundary()", &r), vec![json!(0.5)]);
+    }
+
+    #[test]
+    fn reference_keys_drop_history_and_base() {
+        assert_eq!(reference_key_plain("Patient/1/_history/2"), "Patient/1");
+        assert_eq!(reference_key_plain("https://x.jp/fhir/Patient/1/_history/2"), "Patient/1");
+        assert_eq!(reference_key_plain("Patient/a_b"), "Patient/a_b");
+        assert_eq!(reference_key_plain("Patient/_history"), "Patient/_history");
+        assert_eq!(reference_key_plain("urn:uuid:1_2"), "urn:uuid:1_2");
+        let r = json!({"resourceType": "Condition", "subject": {"reference": "Patient/p_1/_history/3"}, "v": 2});
+        assert_eq!(run("subject.getReferenceKey()", &r), vec![json!("Patient/p_1")]);
+        assert_eq!(run("'a' & '|' & 'b' & {} & v", &r), vec![json!("a|b2")]);
+        assert_eq!(run("('a' & '|') & v", &r), vec![json!("a|2")]);
     }
 
     #[test]

@@ -30,6 +30,7 @@ use niji_cdm::{Sex, TableDef, Vocabulary};
 use niji_pseudo::{Domain, Identifiers, PseudonymKey};
 use serde_json::Value;
 
+use super::json::{J, key_eq};
 use super::read::{self, Location, Unit};
 use super::view::{Cell, Env, View};
 use crate::consent::{ConsentDecision, ConsentGate, ExcludeReason};
@@ -129,7 +130,7 @@ fn reject(reason: &'static str, field: &str, detail: impl Into<String>) -> Rejec
 
 impl Row<'_> {
     fn cell(&self, name: &str) -> &Cell {
-        self.view.columns.iter().position(|c| c.name == name).map_or(&Cell::Null, |i| &self.cells[i])
+        self.view.columns.iter().position(|c| key_eq(&c.name, name)).map_or(&Cell::Null, |i| &self.cells[i])
     }
 
     /// A text column; a value of another kind is a wrong-type rejection.
@@ -301,8 +302,8 @@ impl<'k> Run<'k> {
         self.key.pseudonym(Domain::Record, &["fhir", key])
     }
 
-    fn eval<'m>(maps: &'m Mappings, res: &Value, unit: &Unit<'_>) -> Option<Result<Evaluated<'m>>> {
-        let rt = res.get("resourceType").and_then(Value::as_str)?;
+    fn eval<'m>(maps: &'m Mappings, res: J<'_>, unit: &Unit<'_>) -> Option<Result<Evaluated<'m>>> {
+        let rt = res.str_of("resourceType")?;
         let view = maps.view(rt)?;
         let env = Env { aliases: unit.aliases, resource_key: unit.full_url };
         Some(view.eval(res, &env).map(|rows| (view, rows)))
@@ -310,8 +311,8 @@ impl<'k> Run<'k> {
 
     /// What pass 1 evaluates ahead of [`Run::pass1`] (on the reading thread): Patients' views.
     fn prepare1<'m>(maps: &'m Mappings, unit: &Unit<'_>) -> Option<Result<Evaluated<'m>>> {
-        let res = unit.resource.as_ref().ok()?;
-        if res.get("resourceType").and_then(Value::as_str) != Some("Patient") {
+        let res = *unit.resource.as_ref().ok()?;
+        if res.str_of("resourceType") != Some("Patient") {
             return None;
         }
         Self::eval(maps, res, unit)
@@ -319,8 +320,8 @@ impl<'k> Run<'k> {
 
     /// What pass 2 evaluates ahead of [`Run::pass2`]: every other resource's view.
     fn prepare2<'m>(maps: &'m Mappings, unit: &Unit<'_>) -> Option<Result<Evaluated<'m>>> {
-        let res = unit.resource.as_ref().ok()?;
-        if res.get("resourceType").and_then(Value::as_str) == Some("Patient") {
+        let res = *unit.resource.as_ref().ok()?;
+        if res.str_of("resourceType") == Some("Patient") {
             return None;
         }
         Self::eval(maps, res, unit)
@@ -337,7 +338,7 @@ impl<'k> Run<'k> {
         pre: Option<&Option<Result<Evaluated<'k>>>>,
     ) -> Result<()> {
         let Ok(res) = unit.resource else { return Ok(()) };
-        let rt = res.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+        let rt = res.str_of("resourceType").unwrap_or_default();
         if SUPPORTING.contains(&rt) {
             if let Some(k) = read::resource_key(res, unit.full_url) {
                 self.known.insert(k);
@@ -384,7 +385,7 @@ impl<'k> Run<'k> {
     }
 
     /// Link a Patient, decide its consent, write its rows unless excluded, and index it.
-    fn patient(&mut self, row: &Row<'_>, res: &Value, full_url: Option<&str>) -> Rej<Outcome> {
+    fn patient(&mut self, row: &Row<'_>, res: J<'_>, full_url: Option<&str>) -> Rej<Outcome> {
         let birth = match row.text("birth_date")? {
             None => None,
             Some(b) => Some(
@@ -407,7 +408,7 @@ impl<'k> Run<'k> {
                 "expected 保険者番号:記号:番号[:枝番]",
             ));
         }
-        let id = res.get("id").and_then(Value::as_str).or(full_url).unwrap_or_default();
+        let id = res.str_of("id").or(full_url).unwrap_or_default();
         let ids = Identifiers {
             insurer_number: parts.first().copied(),
             kigo: parts.get(1).copied(),
@@ -507,7 +508,7 @@ impl<'k> Run<'k> {
     /// Resolve an encounter reference to a visit id; contained Encounters become visits.
     fn visit(
         &mut self,
-        res: &Value,
+        res: J<'_>,
         container_key: &str,
         reference: Option<&str>,
         person: &str,
@@ -515,10 +516,7 @@ impl<'k> Run<'k> {
     ) -> Rej<Option<String>> {
         let Some(r) = reference else { return Ok(None) };
         if let Some(local) = r.strip_prefix('#') {
-            let contained = res
-                .get("contained")
-                .and_then(Value::as_array)
-                .and_then(|a| a.iter().find(|c| c.get("id").and_then(Value::as_str) == Some(local)));
+            let contained = res.array_of("contained").find(|c| c.str_of("id") == Some(local));
             let Some(enc) = contained else { return Ok(None) };
             let maps = self.maps;
             let Some(view) = maps.view("Encounter") else { return Ok(None) };
@@ -561,13 +559,9 @@ impl<'k> Run<'k> {
     }
 
     /// Data-quality checks that do not stop loading.
-    fn quality(&mut self, res: &Value, unit: &Unit<'_>) {
+    fn quality(&mut self, res: J<'_>, unit: &Unit<'_>) {
         let mut unresolved = false;
-        let contained: HashSet<&str> = res
-            .get("contained")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|c| c.get("id").and_then(Value::as_str)).collect())
-            .unwrap_or_default();
+        let contained: HashSet<&str> = res.array_of("contained").filter_map(|c| c.str_of("id")).collect();
         walk_references(res, &mut |r| {
             if let Some(local) = r.strip_prefix('#') {
                 unresolved |= !local.is_empty() && !contained.contains(local);
@@ -610,7 +604,7 @@ impl<'k> Run<'k> {
                 return self.quarantine(file, &unit.loc, None, None, b.reason, &b.detail);
             }
         };
-        let rt = res.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let rt = res.str_of("resourceType").unwrap_or_default().to_owned();
         if rt == "Patient" {
             // Unreachable in practice (pass 1 handles every Patient); count it honestly anyway.
             c.records += 1;
@@ -676,7 +670,7 @@ impl<'k> Run<'k> {
         Ok(())
     }
 
-    fn map_row(&mut self, rt: &str, row: &Row<'_>, res: &Value, unit: &Unit<'_>) -> Rej<()> {
+    fn map_row(&mut self, rt: &str, row: &Row<'_>, res: J<'_>, unit: &Unit<'_>) -> Rej<()> {
         let person = self.subject(row, unit)?;
         let key = row.text("resource_key")?.map(str::to_owned).or_else(|| unit.full_url.map(str::to_owned));
         let Some(key) = key else { return Err(reject("missing_id", "id", "resource has neither id nor fullUrl")) };
@@ -849,24 +843,19 @@ impl<'k> Run<'k> {
     }
 }
 
-fn walk_references(v: &Value, f: &mut dyn FnMut(&str)) {
-    match v {
-        Value::Object(m) => {
-            for (k, x) in m {
-                if k == "contained" {
-                    continue;
-                }
-                if k == "reference"
-                    && let Value::String(s) = x
-                {
-                    f(s);
-                } else {
-                    walk_references(x, f);
-                }
+fn walk_references(v: J<'_>, f: &mut dyn FnMut(&str)) {
+    if v.is_object() {
+        for (k, x) in v.members() {
+            if k == "contained" {
+                continue;
+            }
+            match x.as_str() {
+                Some(s) if k == "reference" => f(s),
+                _ => walk_references(x, f),
             }
         }
-        Value::Array(a) => a.iter().for_each(|x| walk_references(x, f)),
-        _ => {}
+    } else if v.is_array() {
+        v.elements().for_each(|x| walk_references(x, f));
     }
 }
 

@@ -1,5 +1,7 @@
 //! FHIR R4 ingest through SQL-on-FHIR v2 ViewDefinitions.
 //!
+//! - [`json`]: JSON parsed onto a flat tape (simd-json), the values every reader and view
+//!   evaluates over.
 //! - [`fhirpath`]: the FHIRPath subset, parsed once into an AST.
 //! - [`view`]: the ViewDefinition engine (compiled plan → rows → Arrow record batches).
 //! - [`read`]: readers for Bulk Data NDJSON, Bundles (collection, transaction, document,
@@ -8,6 +10,7 @@
 
 pub mod fhirpath;
 pub mod ingest;
+pub mod json;
 pub mod read;
 pub mod view;
 

@@ -3,16 +3,16 @@
 //!
 //! The record unit is one resource: an NDJSON line or a Bundle/array entry. Contained
 //! resources travel inside their container and are not records of their own. NDJSON is
-//! streamed line by line with one reused buffer, so memory is bounded by the longest line;
-//! a Bundle or array is one JSON document and is read whole.
+//! streamed line by line with one reused buffer and one reused JSON tape ([`super::json`]),
+//! so memory is bounded by the longest line; a Bundle or array is one JSON document and is
+//! read whole.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use serde_json::Value;
-
+use super::json::{J, Parser, SyntaxError};
 use crate::{IngestError, Result};
 
 /// Where a record comes from.
@@ -39,7 +39,7 @@ pub struct Unit<'a> {
     /// Where it is.
     pub loc: Location,
     /// The resource, or why there is none.
-    pub resource: std::result::Result<&'a Value, BadRecord>,
+    pub resource: std::result::Result<J<'a>, BadRecord>,
     /// Reference aliases of the enclosing Bundle (`fullUrl` → `Type/id`).
     pub aliases: Option<&'a HashMap<String, String>>,
     /// The entry's `fullUrl`, if any.
@@ -53,21 +53,27 @@ fn bad(reason: &'static str, detail: impl Into<String>) -> BadRecord {
     BadRecord { reason, detail: detail.into() }
 }
 
-fn check_resource(v: &Value) -> std::result::Result<&Value, BadRecord> {
-    match v {
-        Value::Object(m) => match m.get("resourceType") {
-            Some(Value::String(s)) if !s.is_empty() => Ok(v),
-            Some(_) => Err(bad("not_a_resource", "`resourceType` is not a string")),
-            None => Err(bad("not_a_resource", "JSON object without `resourceType`")),
-        },
-        _ => Err(bad("not_a_resource", "entry is not a JSON object")),
+fn check_resource(v: J<'_>) -> std::result::Result<J<'_>, BadRecord> {
+    if !v.is_object() {
+        return Err(bad("not_a_resource", "entry is not a JSON object"));
+    }
+    match v.get("resourceType") {
+        Some(t) if t.as_str().is_some_and(|s| !s.is_empty()) => Ok(v),
+        Some(_) => Err(bad("not_a_resource", "`resourceType` is not a string")),
+        None => Err(bad("not_a_resource", "JSON object without `resourceType`")),
     }
 }
 
+fn invalid_json(e: &SyntaxError, text: &[u8], in_line: bool) -> (Option<u64>, BadRecord) {
+    let (line, col) = e.line_col(text);
+    let b = bad("invalid_json", format!("not valid JSON ({}, column {col})", e.what));
+    (if in_line { None } else { Some(line) }, b)
+}
+
 /// The key of a resource: `Type/id`, else its `fullUrl`.
-pub fn resource_key(res: &Value, full_url: Option<&str>) -> Option<String> {
-    let ty = res.get("resourceType").and_then(Value::as_str)?;
-    match res.get("id").and_then(Value::as_str) {
+pub fn resource_key(res: J<'_>, full_url: Option<&str>) -> Option<String> {
+    let ty = res.str_of("resourceType")?;
+    match res.str_of("id") {
         Some(id) => Some(format!("{ty}/{id}")),
         None => full_url.map(str::to_owned),
     }
@@ -103,25 +109,35 @@ pub fn read_input_filtered(
     }
     let mut bytes = Vec::new();
     File::open(path).map_err(read_err)?.read_to_end(&mut bytes).map_err(read_err)?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(doc) => read_document(&doc, f),
-        Err(e) if e.classify() == serde_json::error::Category::Syntax && e.line() > 1 && looks_like_ndjson(&bytes) => {
-            read_ndjson(BufReader::new(&bytes[..]), path, filter, f)
-        }
-        Err(e) => f(Unit {
-            loc: Location { line: Some(e.line() as u64), entry: None },
-            resource: Err(bad("invalid_json", format!("not valid JSON (column {})", e.column()))),
-            aliases: None,
-            full_url: None,
-            document_subject: None,
-        }),
+    // A UTF-8 byte order mark is accepted (it is not JSON, but editors write it).
+    let bom = if bytes.starts_with(b"\xef\xbb\xbf") { 3 } else { 0 };
+    let mut parser = Parser::new();
+    // `Ok(None)`: the document was read; `Ok(Some(e))`: it is not JSON.
+    let outcome = parser.parse(&bytes[bom..], |doc| match doc {
+        Ok(doc) => read_document(doc, f).map(|()| None),
+        Err(e) => Ok(Some(e)),
+    })?;
+    let Some(mut e) = outcome else { return Ok(()) };
+    e.offset += bom;
+    // (Where the parser places the error depends on the kind; a first line that is a whole
+    // object on its own is the sign.)
+    if looks_like_ndjson(&mut parser, &bytes[bom..]) {
+        return read_ndjson(BufReader::new(&bytes[..]), path, filter, f);
     }
+    let (line, b) = invalid_json(&e, &bytes, false);
+    f(Unit {
+        loc: Location { line, entry: None },
+        resource: Err(b),
+        aliases: None,
+        full_url: None,
+        document_subject: None,
+    })
 }
 
 /// A `.json` file whose first line is a complete JSON object is NDJSON under another name.
-fn looks_like_ndjson(bytes: &[u8]) -> bool {
+fn looks_like_ndjson(parser: &mut Parser, bytes: &[u8]) -> bool {
     let first = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
-    serde_json::from_slice::<Value>(first).is_ok_and(|v| v.is_object())
+    parser.parse(first, |r| r.is_ok_and(J::is_object))
 }
 
 fn read_ndjson(
@@ -130,26 +146,25 @@ fn read_ndjson(
     filter: Option<LineFilter<'_>>,
     f: &mut dyn FnMut(Unit<'_>) -> Result<()>,
 ) -> Result<()> {
-    ndjson_lines(r, path, filter, &mut |line_no, parsed| {
+    ndjson_lines(r, path, filter, &mut |line_no, _, parsed| {
         let loc = Location { line: Some(line_no), entry: None };
-        let resource = match &parsed {
-            Ok(v) => check_resource(v),
-            Err(b) => Err(b.clone()),
-        };
+        let resource = parsed.and_then(check_resource);
         f(Unit { loc, resource, aliases: None, full_url: None, document_subject: None })?;
         Ok(true)
     })
 }
 
+/// A parsed record: the value, or why the text is not one.
+type Parsed<'a> = std::result::Result<J<'a>, BadRecord>;
+
+/// What the NDJSON loop calls per line: (line number, text, parsed) → go on?
+type OnLine<'f> = dyn FnMut(u64, &[u8], Parsed<'_>) -> Result<bool> + 'f;
+
 /// The NDJSON loop: each non-blank line that passes the filter, parsed, with its 1-based
-/// number. `f` returns false to stop early.
-fn ndjson_lines(
-    mut r: impl BufRead,
-    path: &Path,
-    filter: Option<LineFilter<'_>>,
-    f: &mut dyn FnMut(u64, std::result::Result<Value, BadRecord>) -> Result<bool>,
-) -> Result<()> {
+/// number and its text. `f` returns false to stop early.
+fn ndjson_lines(mut r: impl BufRead, path: &Path, filter: Option<LineFilter<'_>>, f: &mut OnLine<'_>) -> Result<()> {
     let mut buf = Vec::with_capacity(1 << 16);
+    let mut parser = Parser::new();
     let mut line_no = 0u64;
     loop {
         buf.clear();
@@ -162,9 +177,8 @@ fn ndjson_lines(
         if text.is_empty() || filter.is_some_and(|keep| !keep(line_no, text)) {
             continue;
         }
-        let parsed = serde_json::from_slice::<Value>(text)
-            .map_err(|e| bad("invalid_json", format!("not valid JSON (column {})", e.column())));
-        if !f(line_no, parsed)? {
+        let more = parser.parse(text, |parsed| f(line_no, text, parsed.map_err(|e| invalid_json(&e, text, true).1)))?;
+        if !more {
             return Ok(());
         }
     }
@@ -179,8 +193,9 @@ const PIPE_DEPTH: usize = 4;
 /// One NDJSON record read, parsed and prepared on the reading thread.
 struct Piped<P> {
     line: u64,
-    /// The parsed resource, or why there is none (the result of `check_resource`, owned).
-    resource: std::result::Result<Value, BadRecord>,
+    /// The line's text when it holds a resource (parsed again, cheaply, for `f`), else why
+    /// it does not.
+    resource: std::result::Result<Vec<u8>, BadRecord>,
     prepared: Option<P>,
 }
 
@@ -214,31 +229,39 @@ pub fn read_input_prepared<P: Send>(
         let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<Piped<P>>>();
         let producer = scope.spawn(move || {
             let mut batch = Vec::with_capacity(PIPE_BATCH);
-            let next_batch = || match back_rx.try_recv() {
-                Ok(mut used) => {
-                    used.clear();
-                    used
-                }
-                Err(_) => Vec::with_capacity(PIPE_BATCH),
-            };
-            let read = ndjson_lines(reader, path, filter.map(|g| g as LineFilter<'_>), &mut |line, parsed| {
-                let resource = match parsed {
-                    Ok(v) => match check_resource(&v) {
-                        Ok(_) => Ok(v),
-                        Err(b) => Err(b),
-                    },
-                    Err(b) => Err(b),
+            // Line buffers of consumed records, reused.
+            let mut spare: Vec<Vec<u8>> = Vec::new();
+            let read = ndjson_lines(reader, path, filter.map(|g| g as LineFilter<'_>), &mut |line, text, parsed| {
+                let (resource, prepared) = match parsed.and_then(check_resource) {
+                    Ok(v) => {
+                        let loc = Location { line: Some(line), entry: None };
+                        let p = prepare(&Unit {
+                            loc,
+                            resource: Ok(v),
+                            aliases: None,
+                            full_url: None,
+                            document_subject: None,
+                        });
+                        let mut owned = spare.pop().unwrap_or_default();
+                        owned.clear();
+                        owned.extend_from_slice(text);
+                        (Ok(owned), Some(p))
+                    }
+                    Err(b) => (Err(b), None),
                 };
-                let prepared = resource.as_ref().ok().map(|v| {
-                    let loc = Location { line: Some(line), entry: None };
-                    prepare(&Unit { loc, resource: Ok(v), aliases: None, full_url: None, document_subject: None })
-                });
                 batch.push(Piped { line, resource, prepared });
                 if batch.len() < PIPE_BATCH {
                     return Ok(true);
                 }
+                let next = match back_rx.try_recv() {
+                    Ok(mut used) => {
+                        spare.extend(used.drain(..).filter_map(|p: Piped<P>| p.resource.ok()));
+                        used
+                    }
+                    Err(_) => Vec::with_capacity(PIPE_BATCH),
+                };
                 // A closed channel means the consumer stopped (on an error it reports).
-                Ok(tx.send(std::mem::replace(&mut batch, next_batch())).is_ok())
+                Ok(tx.send(std::mem::replace(&mut batch, next)).is_ok())
             });
             // The records read before a read error are still consumed, as without the thread.
             if !batch.is_empty() {
@@ -247,17 +270,28 @@ pub fn read_input_prepared<P: Send>(
             read
         });
         let mut consumed = Ok(());
+        let mut parser = Parser::new();
         'batches: for mut batch in &rx {
             for p in &mut batch {
                 let loc = Location { line: Some(p.line), entry: None };
-                let unit = Unit {
-                    loc,
-                    resource: p.resource.as_ref().map_err(Clone::clone),
-                    aliases: None,
-                    full_url: None,
-                    document_subject: None,
+                let done = match &p.resource {
+                    Ok(text) => parser.parse(text, |parsed| {
+                        let resource = parsed.map_err(|e| invalid_json(&e, text, true).1).and_then(check_resource);
+                        let unit = Unit { loc, resource, aliases: None, full_url: None, document_subject: None };
+                        f(unit, p.prepared.as_mut())
+                    }),
+                    Err(b) => {
+                        let unit = Unit {
+                            loc,
+                            resource: Err(b.clone()),
+                            aliases: None,
+                            full_url: None,
+                            document_subject: None,
+                        };
+                        f(unit, p.prepared.as_mut())
+                    }
                 };
-                if let Err(e) = f(unit, p.prepared.as_mut()) {
+                if let Err(e) = done {
                     consumed = Err(e);
                     break 'batches;
                 }
@@ -279,53 +313,51 @@ fn trim_ascii(b: &[u8]) -> &[u8] {
 }
 
 /// Walk a parsed document: a Bundle, an array, or one resource.
-pub fn read_document(doc: &Value, f: &mut dyn FnMut(Unit<'_>) -> Result<()>) -> Result<()> {
-    match doc {
-        Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                let loc = Location { line: None, entry: Some(i as u64) };
-                f(Unit { loc, resource: check_resource(v), aliases: None, full_url: None, document_subject: None })?;
-            }
-            Ok(())
+pub fn read_document(doc: J<'_>, f: &mut dyn FnMut(Unit<'_>) -> Result<()>) -> Result<()> {
+    if doc.is_array() {
+        for (i, v) in doc.elements().enumerate() {
+            let loc = Location { line: None, entry: Some(i as u64) };
+            f(Unit { loc, resource: check_resource(v), aliases: None, full_url: None, document_subject: None })?;
         }
-        Value::Object(m) if m.get("resourceType").and_then(Value::as_str) == Some("Bundle") => {
-            let entries = m.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-            let mut aliases = HashMap::new();
-            for e in entries {
-                if let (Some(url), Some(res)) = (e.get("fullUrl").and_then(Value::as_str), e.get("resource"))
-                    && let Some(key) = resource_key(res, Some(url))
-                {
-                    aliases.insert(url.to_owned(), key);
-                }
-            }
-            let document_subject = if m.get("type").and_then(Value::as_str) == Some("document") {
-                entries
-                    .first()
-                    .and_then(|e| e.get("resource"))
-                    .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Composition"))
-                    .and_then(|c| c.get("subject")?.get("reference")?.as_str())
-            } else {
-                None
-            };
-            for (i, e) in entries.iter().enumerate() {
-                let loc = Location { line: None, entry: Some(i as u64) };
-                let full_url = e.get("fullUrl").and_then(Value::as_str);
-                let resource = match e.get("resource") {
-                    Some(r) => check_resource(r),
-                    None => Err(bad("missing_resource", "Bundle entry without `resource`")),
-                };
-                f(Unit { loc, resource, aliases: Some(&aliases), full_url, document_subject })?;
-            }
-            Ok(())
-        }
-        other => f(Unit {
+        return Ok(());
+    }
+    if doc.str_of("resourceType") != Some("Bundle") {
+        return f(Unit {
             loc: Location::default(),
-            resource: check_resource(other),
+            resource: check_resource(doc),
             aliases: None,
             full_url: None,
             document_subject: None,
-        }),
+        });
     }
+    let entries = || doc.array_of("entry");
+    let mut aliases = HashMap::new();
+    for e in entries() {
+        if let (Some(url), Some(res)) = (e.str_of("fullUrl"), e.get("resource"))
+            && let Some(key) = resource_key(res, Some(url))
+        {
+            aliases.insert(url.to_owned(), key);
+        }
+    }
+    let document_subject = if doc.str_of("type") == Some("document") {
+        entries()
+            .next()
+            .and_then(|e| e.get("resource"))
+            .filter(|r| r.str_of("resourceType") == Some("Composition"))
+            .and_then(|c| c.get("subject")?.str_of("reference"))
+    } else {
+        None
+    };
+    for (i, e) in entries().enumerate() {
+        let loc = Location { line: None, entry: Some(i as u64) };
+        let full_url = e.str_of("fullUrl");
+        let resource = match e.get("resource") {
+            Some(r) => check_resource(r),
+            None => Err(bad("missing_resource", "Bundle entry without `resource`")),
+        };
+        f(Unit { loc, resource, aliases: Some(&aliases), full_url, document_subject })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -337,7 +369,7 @@ mod tests {
         read_input(path, &mut |u| {
             out.push((
                 u.loc.clone(),
-                u.resource.map(|r| r["resourceType"].as_str().unwrap_or_default().to_owned()).map_err(|b| b.reason),
+                u.resource.map(|r| r.str_of("resourceType").unwrap_or_default().to_owned()).map_err(|b| b.reason),
             ));
             Ok(())
         })
@@ -363,6 +395,18 @@ mod tests {
         assert_eq!(got[1].1, Err("missing_resource"));
         let bad = dir.path().join("bad.json");
         std::fs::write(&bad, "{\n \"resourceType\": \n").expect("write");
-        assert_eq!(collect(&bad)[0].1, Err("invalid_json"));
+        let got = collect(&bad);
+        assert_eq!(got[0].1, Err("invalid_json"));
+        assert!(got[0].0.line.is_some_and(|l| l >= 2), "the error is placed after line 1: {:?}", got[0].0);
+        // A byte order mark before a document is accepted.
+        let bom = dir.path().join("bom.json");
+        std::fs::write(&bom, "\u{feff}{\"resourceType\":\"Patient\",\"id\":\"a\"}").expect("write");
+        assert_eq!(collect(&bom)[0].1, Ok("Patient".to_owned()));
+        // A `.json` file of several lines of resources is NDJSON under another name.
+        let nd2 = dir.path().join("lines.json");
+        std::fs::write(&nd2, "{\"resourceType\":\"Patient\"}\n{\"resourceType\":\"Condition\"}\n").expect("write");
+        let got = collect(&nd2);
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[1].0.line, got[1].1.clone()), (Some(2), Ok("Condition".to_owned())));
     }
 }

@@ -10,7 +10,8 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use serde_json::{Map, Value};
 
-use super::fhirpath::{self, Coll, Ctx, Expr, Item};
+use super::fhirpath::{self, Coll, Const, Ctx, Expr, Item};
+use super::json::{J, Kind, Parser};
 use crate::IngestError;
 
 /// Result alias of the view engine: errors are [`IngestError::ViewDefinition`],
@@ -91,14 +92,22 @@ impl Cell {
     /// JSON (strings are moved or copied once, complex nodes are copied).
     fn from_item(i: Item<'_>) -> Cell {
         match i {
-            Item::Node(v, _) => match v {
-                Value::Bool(b) => Cell::Bool(*b),
-                Value::Number(n) => n.as_i64().map_or_else(|| Cell::Dec(n.as_f64().unwrap_or(f64::NAN)), Cell::Int),
-                Value::String(s) => Cell::Str(s.clone()),
-                Value::Null => Cell::Null,
-                other => Cell::Json(other.clone()),
+            Item::Node(v, _) => match v.kind() {
+                Kind::Bool(b) => Cell::Bool(b),
+                Kind::Int(i) => Cell::Int(i),
+                Kind::Dec(d) => Cell::Dec(d),
+                Kind::Str(s) => Cell::Str(s.to_owned()),
+                Kind::Null => Cell::Null,
+                Kind::Array | Kind::Object => Cell::Json(v.to_value()),
             },
-            Item::Str(s) | Item::Temporal(s, _) => Cell::Str(s),
+            Item::Const(c, _) => match c {
+                Const::Bool(b) => Cell::Bool(*b),
+                Const::Int(i) => Cell::Int(*i),
+                Const::Dec(d) => Cell::Dec(*d),
+                Const::Str(s) => Cell::Str(s.clone()),
+            },
+            Item::Str(s) => Cell::Str(s.into_owned()),
+            Item::Temporal(s, _) => Cell::Str(s),
             Item::Int(i) => Cell::Int(i),
             // A JSON number from a float is never an integer; non-finite floats have no JSON.
             Item::Dec(d) if d.is_finite() => Cell::Dec(d),
@@ -171,7 +180,7 @@ pub struct View {
     defs: Vec<Column>,
     /// Output slot of each definition.
     slots: Vec<usize>,
-    constants: HashMap<String, (Value, String)>,
+    constants: HashMap<String, (Const, String)>,
     wheres: Vec<(Expr, String)>,
     selects: Vec<Select>,
 }
@@ -279,8 +288,8 @@ impl Compiler {
     }
 }
 
-/// A constant's value and FHIR type from its `value[x]` field.
-fn constant_value(c: &Map<String, Value>) -> Option<(Value, String)> {
+/// A constant's value field and FHIR type from its `value[x]` field.
+fn constant_value(c: &Map<String, Value>) -> Option<(&Value, String)> {
     c.iter().find_map(|(k, v)| {
         let ty = k.strip_prefix("value")?;
         let mut chars = ty.chars();
@@ -288,7 +297,7 @@ fn constant_value(c: &Map<String, Value>) -> Option<(Value, String)> {
         if !first.is_ascii_uppercase() {
             return None;
         }
-        Some((v.clone(), first.to_ascii_lowercase().to_string() + chars.as_str()))
+        Some((v, first.to_ascii_lowercase().to_string() + chars.as_str()))
     })
 }
 
@@ -312,10 +321,13 @@ impl View {
                 let Some(name) = co.get("name").and_then(Value::as_str) else {
                     return invalid("a constant needs a `name`");
                 };
-                let Some(v) = constant_value(co) else {
+                let Some((v, ty)) = constant_value(co) else {
                     return invalid(format!("constant `{name}` needs a value[x]"));
                 };
-                constants.insert(name.to_owned(), v);
+                let Some(v) = Const::from_json(v) else {
+                    return invalid(format!("constant `{name}`: value[x] must be a primitive value"));
+                };
+                constants.insert(name.to_owned(), (v, ty));
             }
         }
         let mut comp = Compiler { columns: Vec::new(), used_constants: Vec::new() };
@@ -378,8 +390,8 @@ impl View {
 
     /// Evaluate the view on one resource: zero or more rows. A resource of another type
     /// yields no rows.
-    pub fn eval(&self, resource: &Value, env: &Env<'_>) -> Result<Vec<Vec<Cell>>> {
-        if resource.get("resourceType").and_then(Value::as_str) != Some(self.resource.as_str()) {
+    pub fn eval(&self, resource: J<'_>, env: &Env<'_>) -> Result<Vec<Vec<Cell>>> {
+        if resource.str_of("resourceType") != Some(self.resource.as_str()) {
             return Ok(Vec::new());
         }
         let ctx = Ctx {
@@ -408,6 +420,16 @@ impl View {
         Ok(rows)
     }
 
+    /// [`View::eval`] on a resource given as a `serde_json` value (tests and tools; the
+    /// readers parse straight onto a tape).
+    pub fn eval_json(&self, resource: &Value, env: &Env<'_>) -> Result<Vec<Vec<Cell>>> {
+        let text = resource.to_string();
+        Parser::new().parse(text.as_bytes(), |r| match r {
+            Ok(j) => self.eval(j, env),
+            Err(e) => Err(IngestError::ViewEval { path: String::new(), reason: e.what }),
+        })
+    }
+
     fn eval_select<'a>(&'a self, s: &'a Select, focus: &[Item<'a>], ctx: &Ctx<'a>) -> Result<Vec<Vec<Cell>>> {
         let width = self.columns.len();
         let (items, or_null): (Coll<'a>, bool) = match &s.iter {
@@ -415,7 +437,7 @@ impl View {
             Iter::ForEach(e, t) => (fhirpath::eval(e, focus, ctx).map_err(|x| eval_err(t, x))?, false),
             Iter::ForEachOrNull(e, t) => (fhirpath::eval(e, focus, ctx).map_err(|x| eval_err(t, x))?, true),
             Iter::Repeat(paths) => {
-                let mut out = Vec::new();
+                let mut out = Coll::new();
                 for f in focus {
                     repeat(paths, f, ctx, &mut out, 0)?;
                 }
@@ -655,7 +677,7 @@ mod tests {
         .expect("compile");
         let p =
             json!({"resourceType": "Patient", "id": "p", "name": [{"family": "a", "given": ["x"]}, {"family": "b"}]});
-        let rows = v.eval(&p, &Env::default()).expect("eval");
+        let rows = v.eval_json(&p, &Env::default()).expect("eval");
         assert_eq!(rows.len(), 2);
         assert_eq!(v.row_json(&rows[1]), json!({"id": "p", "family": "b", "given": []}));
         let batch = v.to_record_batch(&rows).expect("batch");

@@ -50,7 +50,7 @@ fn run_case(resources: &[Value], case: &Value) -> Result<(), String> {
     let outcome = View::compile(&case["view"]).and_then(|view| {
         let mut rows = Vec::new();
         for r in resources {
-            for row in view.eval(r, &Env::default())? {
+            for row in view.eval_json(r, &Env::default())? {
                 rows.push(view.row_json(&row));
             }
         }
@@ -71,7 +71,7 @@ fn run_case(resources: &[Value], case: &Value) -> Result<(), String> {
             if rows_match(&rows, &want) {
                 // Also build the Arrow batch: the engine's real output must accept every row.
                 let cells: Vec<_> =
-                    resources.iter().flat_map(|r| view.eval(r, &Env::default()).unwrap_or_default()).collect();
+                    resources.iter().flat_map(|r| view.eval_json(r, &Env::default()).unwrap_or_default()).collect();
                 view.to_record_batch(&cells).map_err(|e| format!("arrow: {e}"))?;
                 Ok(())
             } else {
