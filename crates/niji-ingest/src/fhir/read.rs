@@ -205,9 +205,12 @@ struct Piped<P> {
 /// With `pipelined`, NDJSON is read, parsed and prepared on a second thread that runs ahead
 /// of `f` by at most a few hundred records (bounded memory), so reading, parsing and
 /// `prepare` overlap with `f` on two cores; `f` still sees every record, in order, exactly as
-/// without it. The records go back to the reading thread to be freed there (memory freed by
-/// the thread that allocated it is cheaper to free, and keeps the allocator's arenas apart).
-/// Documents (Bundles, arrays) are read whole and prepared inline.
+/// without it. The work is balanced: when the consuming thread runs dry (no batch waiting),
+/// the reading thread leaves some records unprepared and the consuming thread prepares them
+/// itself, so neither thread waits on the other for long. The records go back to the reading
+/// thread to be freed there (memory freed by the thread that allocated it is cheaper to free,
+/// and keeps the allocator's arenas apart). Documents (Bundles, arrays) are read whole and
+/// prepared inline.
 pub fn read_input_prepared<P: Send>(
     path: &Path,
     filter: Option<SyncLineFilter<'_>>,
@@ -223,29 +226,39 @@ pub fn read_input_prepared<P: Send>(
     }
     let file = File::open(path).map_err(|source| IngestError::Read { path: path.to_owned(), source })?;
     let reader = BufReader::with_capacity(1 << 20, file);
+    // Batches sent and not yet taken by the consumer: 0 means it is waiting for work.
+    let queued = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Piped<P>>>(PIPE_DEPTH);
         // Consumed batches come back to be freed and reused; at most the batches in flight.
         let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<Piped<P>>>();
+        let queued = &queued;
         let producer = scope.spawn(move || {
             let mut batch = Vec::with_capacity(PIPE_BATCH);
+            let mut seq = 0u64;
             // Line buffers of consumed records, reused.
             let mut spare: Vec<Vec<u8>> = Vec::new();
             let read = ndjson_lines(reader, path, filter.map(|g| g as LineFilter<'_>), &mut |line, text, parsed| {
                 let (resource, prepared) = match parsed.and_then(check_resource) {
                     Ok(v) => {
-                        let loc = Location { line: Some(line), entry: None };
-                        let p = prepare(&Unit {
-                            loc,
-                            resource: Ok(v),
-                            aliases: None,
-                            full_url: None,
-                            document_subject: None,
+                        seq += 1;
+                        // The consumer waiting: it prepares every third record; one batch
+                        // waiting: every sixth; more: none.
+                        let leave = match queued.load(std::sync::atomic::Ordering::Relaxed) {
+                            0 => seq % 3 == 0,
+                            1 => seq % 6 == 0,
+                            _ => false,
+                        };
+                        let p = (!leave).then(|| {
+                            let loc = Location { line: Some(line), entry: None };
+                            let unit =
+                                Unit { loc, resource: Ok(v), aliases: None, full_url: None, document_subject: None };
+                            prepare(&unit)
                         });
                         let mut owned = spare.pop().unwrap_or_default();
                         owned.clear();
                         owned.extend_from_slice(text);
-                        (Ok(owned), Some(p))
+                        (Ok(owned), p)
                     }
                     Err(b) => (Err(b), None),
                 };
@@ -261,10 +274,12 @@ pub fn read_input_prepared<P: Send>(
                     Err(_) => Vec::with_capacity(PIPE_BATCH),
                 };
                 // A closed channel means the consumer stopped (on an error it reports).
+                queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Ok(tx.send(std::mem::replace(&mut batch, next)).is_ok())
             });
             // The records read before a read error are still consumed, as without the thread.
             if !batch.is_empty() {
+                queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let _ = tx.send(batch);
             }
             read
@@ -272,12 +287,17 @@ pub fn read_input_prepared<P: Send>(
         let mut consumed = Ok(());
         let mut parser = Parser::new();
         'batches: for mut batch in &rx {
+            queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             for p in &mut batch {
                 let loc = Location { line: Some(p.line), entry: None };
                 let done = match &p.resource {
                     Ok(text) => parser.parse(text, |parsed| {
                         let resource = parsed.map_err(|e| invalid_json(&e, text, true).1).and_then(check_resource);
                         let unit = Unit { loc, resource, aliases: None, full_url: None, document_subject: None };
+                        // Left unprepared by the reading thread: prepared here.
+                        if p.prepared.is_none() && unit.resource.is_ok() {
+                            p.prepared = Some(prepare(&unit));
+                        }
                         f(unit, p.prepared.as_mut())
                     }),
                     Err(b) => {
@@ -375,6 +395,41 @@ mod tests {
         })
         .expect("read");
         out
+    }
+
+    #[test]
+    fn pipelined_reading_prepares_every_resource_once_in_order() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let nd = dir.path().join("many.ndjson");
+        let mut text = String::new();
+        for i in 0..3000 {
+            if i % 500 == 7 {
+                text.push_str("{not json\n");
+            } else {
+                text.push_str(&format!("{{\"resourceType\":\"Observation\",\"id\":\"o{i}\"}}\n"));
+            }
+        }
+        std::fs::write(&nd, text).expect("write");
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let prepare = |u: &Unit<'_>| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            u.resource.as_ref().ok().and_then(|r| r.str_of("id")).map(str::to_owned)
+        };
+        let mut seen = Vec::new();
+        read_input_prepared(&nd, None, true, &prepare, &mut |u, p| {
+            let line = u.loc.line.expect("line");
+            match (&u.resource, p) {
+                (Ok(r), Some(Some(id))) => assert_eq!(r.str_of("id"), Some(id.as_str())),
+                (Err(b), None) => assert_eq!(b.reason, "invalid_json"),
+                other => panic!("line {line}: {:?}", other.0.as_ref().err()),
+            }
+            seen.push(line);
+            Ok(())
+        })
+        .expect("read");
+        assert_eq!(seen, (1..=3000).collect::<Vec<u64>>());
+        // Each resource prepared exactly once, by one thread or the other.
+        assert_eq!(calls.into_inner(), 3000 - 6);
     }
 
     #[test]
