@@ -864,6 +864,17 @@ fn walk_references(v: J<'_>, f: &mut dyn FnMut(&str)) {
 /// anywhere (false positives are fine; pass 1 parses and checks). One scan over the line:
 /// at each quote, the few type names starting with the next byte are compared.
 fn pass1_candidate(line: &[u8]) -> bool {
+    // Bulk Data exports start each line with the type: `{"resourceType":"Condition",…`. Such a
+    // line with no other `"resourceType"` (no contained resource, no repeated key) is decided
+    // by that type alone, with one SIMD search instead of a look at every quote.
+    const HEAD: &[u8] = br#"{"resourceType":""#;
+    if let Some(rest) = line.strip_prefix(HEAD)
+        && let Some(end) = memchr::memchr(b'"', rest)
+        && memchr::memmem::find(&rest[end..], br#""resourceType""#).is_none()
+    {
+        let ty = &rest[..end];
+        return ty == b"Patient" || SUPPORTING.iter().any(|t| t.as_bytes() == ty);
+    }
     let mut rest = line;
     while let Some(q) = rest.iter().position(|&b| b == b'"') {
         rest = &rest[q + 1..];
@@ -982,5 +993,18 @@ mod tests {
         assert_eq!(v, Vocabulary::Jlac10);
         assert!(is_infection_code(c, v));
         assert!(Mappings::builtin().is_ok());
+        // Pass 1's pre-filter: no false negatives, whatever the layout of the line.
+        for (line, want) in [
+            (r#"{"resourceType":"Patient","id":"p"}"#, true),
+            (r#"{"resourceType":"Organization","id":"o"}"#, true),
+            (r#"{"resourceType":"Condition","subject":{"reference":"Patient/p"}}"#, false),
+            (r#"{"resourceType":"Condition","contained":[{"resourceType":"Practitioner"}]}"#, true),
+            (r#"{"resourceType":"Condition","resourceType":"Patient"}"#, true),
+            (r#"{"id":"p","resourceType":"Patient"}"#, true),
+            (r#"{ "resourceType" : "Patient" }"#, true),
+            (r#"{"id":"c","resourceType":"Condition"}"#, false),
+        ] {
+            assert_eq!(pass1_candidate(line.as_bytes()), want, "{line}");
+        }
     }
 }
