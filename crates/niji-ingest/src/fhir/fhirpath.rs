@@ -614,6 +614,7 @@ enum Prim<'x> {
 }
 
 impl<'a> Item<'a> {
+    #[inline]
     fn prim(&self) -> Prim<'_> {
         match self {
             Item::Node(v, _) => match v.kind() {
@@ -663,6 +664,7 @@ impl<'a> Item<'a> {
         }
     }
 
+    #[inline]
     fn type_name(&self) -> Option<&str> {
         match self {
             Item::Node(_, t) => *t,
@@ -690,6 +692,7 @@ pub struct Ctx<'a> {
 /// A FHIRPath collection.
 pub type Coll<'a> = SmallVec<[Item<'a>; 2]>;
 
+#[inline]
 fn push_json<'a>(out: &mut Coll<'a>, v: J<'a>, ty: Option<&'a str>) {
     match v.kind() {
         Kind::Array => out.extend(v.elements().filter(|x| !x.is_null()).map(|x| Item::Node(x, ty))),
@@ -698,6 +701,7 @@ fn push_json<'a>(out: &mut Coll<'a>, v: J<'a>, ty: Option<&'a str>) {
     }
 }
 
+#[inline]
 fn member<'a>(input: &[Item<'a>], name: &str, out: &mut Coll<'a>) {
     for it in input {
         let Item::Node(v, _) = *it else { continue };

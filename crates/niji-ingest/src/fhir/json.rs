@@ -46,6 +46,7 @@ pub enum Kind<'a> {
 }
 
 /// Nodes a value spans on the tape (itself included).
+#[inline]
 fn span(n: &Node<'_>) -> usize {
     match n {
         Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
@@ -55,6 +56,7 @@ fn span(n: &Node<'_>) -> usize {
 
 impl<'a> J<'a> {
     /// What the value is.
+    #[inline]
     pub fn kind(self) -> Kind<'a> {
         match self.0[0] {
             Node::String(s) => Kind::Str(s),
@@ -69,6 +71,7 @@ impl<'a> J<'a> {
     }
 
     /// The string, if the value is one.
+    #[inline]
     pub fn as_str(self) -> Option<&'a str> {
         match self.0[0] {
             Node::String(s) => Some(s),
@@ -77,26 +80,31 @@ impl<'a> J<'a> {
     }
 
     /// Whether the value is `null`.
+    #[inline]
     pub fn is_null(self) -> bool {
         matches!(self.0[0], Node::Static(StaticNode::Null))
     }
 
     /// Whether the value is an integer above `i64::MAX` (reported as [`Kind::Dec`]).
+    #[inline]
     pub fn is_unsigned_integer(self) -> bool {
         matches!(self.0[0], Node::Static(StaticNode::U64(u)) if i64::try_from(u).is_err())
     }
 
     /// Whether the value is an object.
+    #[inline]
     pub fn is_object(self) -> bool {
         matches!(self.0[0], Node::Object { .. })
     }
 
     /// Whether the value is an array.
+    #[inline]
     pub fn is_array(self) -> bool {
         matches!(self.0[0], Node::Array { .. })
     }
 
     /// The members of an object, in input order (none for other values).
+    #[inline]
     pub fn members(self) -> Members<'a> {
         match self.0[0] {
             Node::Object { len, count } => Members { rest: &self.0[1..=count], left: len },
@@ -105,6 +113,7 @@ impl<'a> J<'a> {
     }
 
     /// The elements of an array (none for other values).
+    #[inline]
     pub fn elements(self) -> Elements<'a> {
         match self.0[0] {
             Node::Array { len, count } => Elements { rest: &self.0[1..=count], left: len },
@@ -114,6 +123,7 @@ impl<'a> J<'a> {
 
     /// A member of an object. With a key given twice the last one counts, as in most JSON
     /// readers.
+    #[inline]
     pub fn get(self, key: &str) -> Option<J<'a>> {
         let mut hit = None;
         for (k, v) in self.members() {
@@ -125,11 +135,13 @@ impl<'a> J<'a> {
     }
 
     /// A string member of an object.
+    #[inline]
     pub fn str_of(self, key: &str) -> Option<&'a str> {
         self.get(key).and_then(J::as_str)
     }
 
     /// The elements of an array member (none when missing or not an array).
+    #[inline]
     pub fn array_of(self, key: &str) -> Elements<'a> {
         self.get(key).map_or(Elements { rest: &[], left: 0 }, J::elements)
     }
@@ -170,6 +182,7 @@ pub struct Members<'a> {
 impl<'a> Iterator for Members<'a> {
     type Item = (&'a str, J<'a>);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {
             return None;
@@ -196,6 +209,7 @@ pub struct Elements<'a> {
 impl<'a> Iterator for Elements<'a> {
     type Item = J<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {
             return None;
