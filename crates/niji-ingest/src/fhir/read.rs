@@ -245,8 +245,8 @@ pub fn read_input_prepared<P: Send>(
                         // The consumer waiting: it prepares every third record; one batch
                         // waiting: every sixth; more: none.
                         let leave = match queued.load(std::sync::atomic::Ordering::Relaxed) {
-                            0 => seq % 3 == 0,
-                            1 => seq % 6 == 0,
+                            0 => seq.is_multiple_of(3),
+                            1 => seq.is_multiple_of(6),
                             _ => false,
                         };
                         let p = (!leave).then(|| {
