@@ -870,10 +870,15 @@ fn pass1_candidate(line: &[u8]) -> bool {
     const HEAD: &[u8] = br#"{"resourceType":""#;
     if let Some(rest) = line.strip_prefix(HEAD)
         && let Some(end) = memchr::memchr(b'"', rest)
+        && !rest[..end].contains(&b'\\')
         && memchr::memmem::find(&rest[end..], br#""resourceType""#).is_none()
     {
         let ty = &rest[..end];
         return ty == b"Patient" || SUPPORTING.iter().any(|t| t.as_bytes() == ty);
+    }
+    // A `\u` escape could spell a type name in another way: let pass 1 parse the line.
+    if memchr::memmem::find(line, br"\u").is_some() {
+        return true;
     }
     let mut rest = line;
     while let Some(q) = rest.iter().position(|&b| b == b'"') {
@@ -1003,6 +1008,8 @@ mod tests {
             (r#"{"id":"p","resourceType":"Patient"}"#, true),
             (r#"{ "resourceType" : "Patient" }"#, true),
             (r#"{"id":"c","resourceType":"Condition"}"#, false),
+            (r#"{"resourceType":"Pat\u0069ent","id":"p"}"#, true),
+            (r#"{"id":"p","resourceType":"\u0050atient"}"#, true),
         ] {
             assert_eq!(pass1_candidate(line.as_bytes()), want, "{line}");
         }
