@@ -712,24 +712,13 @@ fn member<'a>(input: &[Item<'a>], name: &str, out: &mut Coll<'a>) {
         // choice-type members (`value` → `valueQuantity`, `valueString`, …) in input order,
         // else the resource itself when `name` is its type.
         let mut exact = None;
-        let mut choices = 0usize;
+        let mut choice = false;
         let mut resource_type = None;
-        let first = name.as_bytes().first().copied();
         for (k, x) in v.members() {
-            if k.as_bytes().first().copied() != first {
-                if key_eq(k, "resourceType") {
-                    resource_type = x.as_str();
-                }
-            } else if k.len() == name.len() {
-                if k == name {
-                    exact = Some(x);
-                }
-            } else if exact.is_none()
-                && k.len() > name.len()
-                && k.starts_with(name)
-                && k.as_bytes()[name.len()].is_ascii_uppercase()
-            {
-                choices += 1;
+            if key_eq(k, name) {
+                exact = Some(x);
+            } else if choice_suffix(k, name).is_some() {
+                choice = true;
             } else if key_eq(k, "resourceType") {
                 resource_type = x.as_str();
             }
@@ -738,14 +727,26 @@ fn member<'a>(input: &[Item<'a>], name: &str, out: &mut Coll<'a>) {
             push_json(out, x, None);
         } else if resource_type == Some(name) {
             out.push(it.clone());
-        } else if choices > 0 {
+        } else if choice {
             for (k, x) in v.members() {
-                if k.len() > name.len() && k.starts_with(name) && k.as_bytes()[name.len()].is_ascii_uppercase() {
-                    push_json(out, x, Some(&k[name.len()..]));
+                if let Some(ty) = choice_suffix(k, name) {
+                    push_json(out, x, Some(ty));
                 }
             }
         }
     }
+}
+
+/// The type suffix when `key` is a choice-type member of `name` (`valueQuantity` of `value`
+/// → `Quantity`).
+#[inline]
+fn choice_suffix<'k>(key: &'k str, name: &str) -> Option<&'k str> {
+    // The first byte inline before the prefix comparison, as in `key_eq`.
+    if key.len() <= name.len() || key.as_bytes().first() != name.as_bytes().first() {
+        return None;
+    }
+    let rest = key.strip_prefix(name)?;
+    rest.as_bytes().first().is_some_and(u8::is_ascii_uppercase).then_some(rest)
 }
 
 fn type_matches(item: &Item<'_>, ty: &str) -> bool {
@@ -1083,8 +1084,8 @@ pub fn resource_key(res: J<'_>, ctx: &Ctx<'_>) -> Option<String> {
 /// string is extended in place, so `a & '|' & b` builds one string.
 fn concat<'a>(mut x: Coll<'a>, y: &[Item<'a>]) -> PResult<Coll<'a>> {
     let both = single(&x, "arithmetic")?.is_some() && single(y, "arithmetic")?.is_some();
-    // As `arith`: with both sides single, numbers and booleans are written out; with one side
-    // empty, only strings count.
+    // With both sides single, numbers and booleans are written out; with one side empty, only
+    // strings count.
     let push = |s: &mut String, i: &Item<'_>| {
         if both {
             push_prim(s, &i.prim());
@@ -1108,21 +1109,11 @@ fn concat<'a>(mut x: Coll<'a>, y: &[Item<'a>]) -> PResult<Coll<'a>> {
 }
 
 fn arith<'a>(op: BinOp, a: &[Item<'a>], b: &[Item<'a>]) -> PResult<Coll<'a>> {
+    // `&` never comes here ([`concat`]).
     let (Some(x), Some(y)) = (single(a, "arithmetic")?, single(b, "arithmetic")?) else {
-        if op == BinOp::Concat {
-            let sa = a.first().and_then(Item::as_str).unwrap_or_default();
-            let sb = b.first().and_then(Item::as_str).unwrap_or_default();
-            return Ok(smallvec![Item::Str([sa, sb].concat().into())]);
-        }
         return Ok(smallvec![]);
     };
     let (px, py) = (x.prim(), y.prim());
-    if op == BinOp::Concat {
-        let mut s = String::new();
-        push_prim(&mut s, &px);
-        push_prim(&mut s, &py);
-        return Ok(smallvec![Item::Str(s.into())]);
-    }
     if let (BinOp::Add, Prim::Str(s), Prim::Str(t)) = (op, &px, &py) {
         return Ok(smallvec![Item::Str(format!("{s}{t}").into())]);
     }

@@ -84,6 +84,9 @@ pub struct FhirIngestOptions {
 /// A resource's view and the rows it produced.
 type Evaluated<'m> = (&'m View, Vec<Vec<Cell>>);
 
+/// What is prepared for a record: its view's rows, or the error, or `None` without a view.
+type Prepared<'m> = Option<Result<Evaluated<'m>>>;
+
 /// The compiled mapping views.
 #[derive(Debug)]
 pub struct Mappings {
@@ -302,15 +305,30 @@ impl<'k> Run<'k> {
         self.key.pseudonym(Domain::Record, &["fhir", key])
     }
 
-    fn eval<'m>(maps: &'m Mappings, res: J<'_>, unit: &Unit<'_>) -> Option<Result<Evaluated<'m>>> {
+    fn eval<'m>(maps: &'m Mappings, res: J<'_>, unit: &Unit<'_>) -> Prepared<'m> {
         let rt = res.str_of("resourceType")?;
         let view = maps.view(rt)?;
         let env = Env { aliases: unit.aliases, resource_key: unit.full_url };
         Some(view.eval(res, &env).map(|rows| (view, rows)))
     }
 
+    /// A record's views as prepared ahead (`read_input_prepared` prepares every resource),
+    /// else evaluated now into `computed`.
+    fn prepared<'p>(
+        maps: &'k Mappings,
+        pre: Option<&'p Prepared<'k>>,
+        res: J<'_>,
+        unit: &Unit<'_>,
+        computed: &'p mut Option<Prepared<'k>>,
+    ) -> &'p Prepared<'k> {
+        match pre {
+            Some(p) => p,
+            None => computed.insert(Self::eval(maps, res, unit)),
+        }
+    }
+
     /// What pass 1 evaluates ahead of [`Run::pass1`] (on the reading thread): Patients' views.
-    fn prepare1<'m>(maps: &'m Mappings, unit: &Unit<'_>) -> Option<Result<Evaluated<'m>>> {
+    fn prepare1<'m>(maps: &'m Mappings, unit: &Unit<'_>) -> Prepared<'m> {
         let res = *unit.resource.as_ref().ok()?;
         if res.str_of("resourceType") != Some("Patient") {
             return None;
@@ -319,7 +337,7 @@ impl<'k> Run<'k> {
     }
 
     /// What pass 2 evaluates ahead of [`Run::pass2`]: every other resource's view.
-    fn prepare2<'m>(maps: &'m Mappings, unit: &Unit<'_>) -> Option<Result<Evaluated<'m>>> {
+    fn prepare2<'m>(maps: &'m Mappings, unit: &Unit<'_>) -> Prepared<'m> {
         let res = *unit.resource.as_ref().ok()?;
         if res.str_of("resourceType") == Some("Patient") {
             return None;
@@ -335,7 +353,7 @@ impl<'k> Run<'k> {
         file: &str,
         unit: &Unit<'_>,
         c: &mut Counts,
-        pre: Option<&Option<Result<Evaluated<'k>>>>,
+        pre: Option<&Prepared<'k>>,
     ) -> Result<()> {
         let Ok(res) = unit.resource else { return Ok(()) };
         let rt = res.str_of("resourceType").unwrap_or_default();
@@ -353,14 +371,8 @@ impl<'k> Run<'k> {
         }
         self.handled.insert((idx, pos(&unit.loc)));
         c.records += 1;
-        let computed;
-        let evaluated = match pre {
-            Some(p) => p,
-            None => {
-                computed = Self::eval(self.maps, res, unit);
-                &computed
-            }
-        };
+        let mut computed = None;
+        let evaluated = Self::prepared(self.maps, pre, res, unit, &mut computed);
         let outcome = match evaluated {
             Some(Ok((view, rows))) => match rows.first() {
                 Some(cells) => self.patient(&Row { view, cells }, res, unit.full_url),
@@ -591,7 +603,7 @@ impl<'k> Run<'k> {
         unit: &Unit<'_>,
         c: &mut Counts,
         handled: &HashSet<(usize, u64)>,
-        pre: Option<&Option<Result<Evaluated<'k>>>>,
+        pre: Option<&Prepared<'k>>,
     ) -> Result<()> {
         if handled.contains(&(idx, pos(&unit.loc))) {
             return Ok(());
@@ -621,14 +633,8 @@ impl<'k> Run<'k> {
         }
         // The subject is resolved on every row before any row is written: a resource of an
         // excluded person writes nothing (its contained Encounter included).
-        let computed;
-        let evaluated = match pre {
-            Some(p) => p,
-            None => {
-                computed = Self::eval(self.maps, res, unit);
-                &computed
-            }
-        };
+        let mut computed = None;
+        let evaluated = Self::prepared(self.maps, pre, res, unit, &mut computed);
         let outcome = match evaluated {
             None => Err(reject("unmapped_resource_type", "resourceType", "no mapping view for this resource type")),
             Some(Err(e)) => Err(reject("view_error", "", e.to_string())),

@@ -64,10 +64,9 @@ fn check_resource(v: J<'_>) -> std::result::Result<J<'_>, BadRecord> {
     }
 }
 
-fn invalid_json(e: &SyntaxError, text: &[u8], in_line: bool) -> (Option<u64>, BadRecord) {
-    let (line, col) = e.line_col(text);
-    let b = bad("invalid_json", format!("not valid JSON ({}, column {col})", e.what));
-    (if in_line { None } else { Some(line) }, b)
+fn invalid_json(e: &SyntaxError, text: &[u8]) -> BadRecord {
+    let (_, col) = e.line_col(text);
+    bad("invalid_json", format!("not valid JSON ({}, column {col})", e.what))
 }
 
 /// The key of a resource: `Type/id`, else its `fullUrl`.
@@ -124,10 +123,9 @@ pub fn read_input_filtered(
     if looks_like_ndjson(&mut parser, &bytes[bom..]) {
         return read_ndjson(BufReader::new(&bytes[..]), path, filter, f);
     }
-    let (line, b) = invalid_json(&e, &bytes, false);
     f(Unit {
-        loc: Location { line, entry: None },
-        resource: Err(b),
+        loc: Location { line: Some(e.line_col(&bytes).0), entry: None },
+        resource: Err(invalid_json(&e, &bytes)),
         aliases: None,
         full_url: None,
         document_subject: None,
@@ -177,7 +175,7 @@ fn ndjson_lines(mut r: impl BufRead, path: &Path, filter: Option<LineFilter<'_>>
         if text.is_empty() || filter.is_some_and(|keep| !keep(line_no, text)) {
             continue;
         }
-        let more = parser.parse(text, |parsed| f(line_no, text, parsed.map_err(|e| invalid_json(&e, text, true).1)))?;
+        let more = parser.parse(text, |parsed| f(line_no, text, parsed.map_err(|e| invalid_json(&e, text))))?;
         if !more {
             return Ok(());
         }
@@ -292,7 +290,7 @@ pub fn read_input_prepared<P: Send>(
                 let loc = Location { line: Some(p.line), entry: None };
                 let done = match &p.resource {
                     Ok(text) => parser.parse(text, |parsed| {
-                        let resource = parsed.map_err(|e| invalid_json(&e, text, true).1).and_then(check_resource);
+                        let resource = parsed.map_err(|e| invalid_json(&e, text)).and_then(check_resource);
                         let unit = Unit { loc, resource, aliases: None, full_url: None, document_subject: None };
                         // Left unprepared by the reading thread: prepared here.
                         if p.prepared.is_none() && unit.resource.is_ok() {
