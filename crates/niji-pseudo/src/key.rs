@@ -176,7 +176,14 @@ impl PseudonymKey {
 
     /// The pseudonym of `parts` in `domain` as 32 lowercase hex characters.
     pub fn pseudonym(&self, domain: Domain, parts: &[&str]) -> String {
-        hex::encode(self.pseudonym_bytes(domain, parts))
+        // Through the table-driven `pseudonym_hex`: `hex::encode` collects chars one by one,
+        // which showed in the FHIR ingest's profile (one record id per resource).
+        let mut out = [0u8; 2 * PSEUDONYM_BYTES];
+        self.pseudonym_hex(domain, parts, &mut out);
+        let mut s = String::with_capacity(out.len());
+        // Hex digits are ASCII.
+        s.extend(out.iter().map(|&b| char::from(b)));
+        s
     }
 }
 
