@@ -408,16 +408,21 @@ impl View {
                 return Ok(Vec::new());
             }
         }
-        let width = self.columns.len();
-        let mut rows = vec![vec![Cell::Null; width]];
+        // The first select's rows are the start (the product with one all-null row would only
+        // copy them); later selects multiply in.
+        let mut rows: Option<Vec<Vec<Cell>>> = None;
         for s in &self.selects {
             let part = self.eval_select(s, &root, &ctx)?;
-            rows = product(rows, part);
-            if rows.is_empty() {
-                break;
+            let r = match rows {
+                None => part,
+                Some(r) => product(r, part),
+            };
+            if r.is_empty() {
+                return Ok(r);
             }
+            rows = Some(r);
         }
-        Ok(rows)
+        Ok(rows.unwrap_or_else(|| vec![null_row(self.columns.len())]))
     }
 
     /// [`View::eval`] on a resource given as a `serde_json` value (tests and tools; the
@@ -451,7 +456,7 @@ impl View {
         }
         if items.is_empty() && or_null {
             // The null row; `%rowIndex` is 0 in it.
-            let mut row = vec![Cell::Null; width];
+            let mut row = null_row(width);
             for &d in &s.all_columns {
                 if self.defs[d].path == Expr::Const("rowIndex".into()) {
                     row[self.slots[d]] = Cell::Int(0);
@@ -464,7 +469,7 @@ impl View {
 
     fn eval_select_on<'a>(&'a self, s: &'a Select, focus: &[Item<'a>], ctx: &Ctx<'a>) -> Result<Vec<Vec<Cell>>> {
         let width = self.columns.len();
-        let mut row = vec![Cell::Null; width];
+        let mut row = null_row(width);
         for &d in &s.columns {
             let col = &self.defs[d];
             let ci = self.slots[d];
@@ -614,6 +619,14 @@ fn repeat<'a>(
 }
 
 /// Cartesian product: cells of `b` fill the columns `a` left null.
+/// A row of `width` nulls (`resize_with`: `vec![Cell::Null; n]` clones the element n times,
+/// which showed in the profile).
+fn null_row(width: usize) -> Vec<Cell> {
+    let mut row = Vec::with_capacity(width);
+    row.resize_with(width, || Cell::Null);
+    row
+}
+
 fn product(mut a: Vec<Vec<Cell>>, mut b: Vec<Vec<Cell>>) -> Vec<Vec<Cell>> {
     if b.is_empty() || a.is_empty() {
         return Vec::new();
