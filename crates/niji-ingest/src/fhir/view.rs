@@ -618,7 +618,6 @@ fn repeat<'a>(
     Ok(())
 }
 
-/// Cartesian product: cells of `b` fill the columns `a` left null.
 /// A row of `width` nulls (`resize_with`: `vec![Cell::Null; n]` clones the element n times,
 /// which showed in the profile).
 fn null_row(width: usize) -> Vec<Cell> {
@@ -627,6 +626,7 @@ fn null_row(width: usize) -> Vec<Cell> {
     row
 }
 
+/// Cartesian product: cells of `b` fill the columns `a` left null.
 fn product(mut a: Vec<Vec<Cell>>, mut b: Vec<Vec<Cell>>) -> Vec<Vec<Cell>> {
     if b.is_empty() || a.is_empty() {
         return Vec::new();
