@@ -140,7 +140,8 @@ pub enum Func {
     AnyTrue,
 }
 
-/// Each function: name, fewest and most arguments.
+/// Each function: name, fewest and most arguments; in the order of [`Func`]'s variants, so
+/// that a function's row is `FUNCS[f as usize]`.
 const FUNCS: [(Func, &str, usize, usize); 33] = [
     (Func::Where, "where", 1, 1),
     (Func::Select, "select", 1, 1),
@@ -180,7 +181,8 @@ const FUNCS: [(Func, &str, usize, usize); 33] = [
 impl Func {
     /// The function's FHIRPath name.
     pub fn name(self) -> &'static str {
-        FUNCS.iter().find(|f| f.0 == self).map_or("", |f| f.1)
+        // A direct index, not a search: `call` takes the name on every evaluation.
+        FUNCS[self as usize].1
     }
 }
 
@@ -1712,7 +1714,8 @@ mod tests {
     #[test]
     fn functions_are_resolved_when_parsed() {
         // Every name maps to its own function and back.
-        for (f, name, min, max) in FUNCS {
+        for (i, (f, name, min, max)) in FUNCS.into_iter().enumerate() {
+            assert_eq!(f as usize, i, "{name}: FUNCS must follow the order of Func");
             assert_eq!(f.name(), name);
             assert_eq!(FUNCS.iter().filter(|g| g.0 == f || g.1 == name).count(), 1, "{name}");
             assert!(min <= max);
