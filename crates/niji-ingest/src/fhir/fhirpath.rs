@@ -66,6 +66,32 @@ pub enum Expr {
     Bin(BinOp, Box<Expr>, Box<Expr>),
     /// `x is T` / `x as T`.
     TypeOp(bool, Box<Expr>, String),
+    /// A chain of member steps (with `ofType()` filters, and `first()` at the end) after
+    /// `base`, fused from the `Member` and `Call` nodes the parser builds ([`fuse`]).
+    Path(Box<Path>),
+}
+
+/// A fused path: `base.a.b.ofType(T).c[.first()]`, navigated depth-first in one pass per
+/// input item, without a collection per step. It gives the same items in the same order as
+/// the nested nodes it replaces (a tree walked depth-first keeps the order step by step).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Path {
+    /// Where the path starts (`$this` for a path at the start of an expression).
+    pub base: Expr,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// `first()` ends the path: navigation stops at the first item.
+    pub first: bool,
+}
+
+/// One step of a fused [`Path`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// `.name`: a member, its choice-type members, or the node itself when `name` is its
+    /// resource type.
+    Member(String),
+    /// `.ofType(T)`.
+    OfType(String),
 }
 
 /// A supported FHIRPath function, resolved when the expression is parsed (evaluation then
@@ -619,8 +645,13 @@ fn check_function(name: &str, args: &[Expr]) -> PResult<Func> {
     Ok(f)
 }
 
-/// Parse a FHIRPath expression.
+/// Parse a FHIRPath expression (member chains fused into [`Expr::Path`]s).
 pub fn parse(src: &str) -> PResult<Expr> {
+    parse_nested(src).map(fuse)
+}
+
+/// Parse a FHIRPath expression into the parser's nested nodes, without [`fuse`].
+fn parse_nested(src: &str) -> PResult<Expr> {
     let toks = lex(src)?;
     if toks.is_empty() {
         return err("empty expression");
@@ -633,12 +664,57 @@ pub fn parse(src: &str) -> PResult<Expr> {
     Ok(e)
 }
 
+/// Fuse chains of members into [`Expr::Path`]s, everywhere in `e` but in type arguments
+/// (`ofType(FHIR.Quantity)`, `getReferenceKey(Patient)` keep their `Member` form, which
+/// [`type_arg`] reads).
+fn fuse(e: Expr) -> Expr {
+    let b = |e: Box<Expr>| Box::new(fuse(*e));
+    match e {
+        Expr::Member(base, name) => {
+            let base = fuse(*base);
+            match base {
+                Expr::Path(mut p) if !p.first => {
+                    p.steps.push(Step::Member(name));
+                    Expr::Path(p)
+                }
+                base => Expr::Path(Box::new(Path { base, steps: vec![Step::Member(name)], first: false })),
+            }
+        }
+        Expr::Call(base, f, args) => {
+            let base = fuse(*base);
+            match (base, f) {
+                (Expr::Path(mut p), Func::OfType) if !p.first && type_arg(&args).is_ok() => {
+                    let t = type_arg(&args).map(str::to_owned).unwrap_or_default();
+                    p.steps.push(Step::OfType(t));
+                    Expr::Path(p)
+                }
+                (Expr::Path(mut p), Func::First) if !p.first => {
+                    p.first = true;
+                    Expr::Path(p)
+                }
+                (base, f) => {
+                    // Functions whose argument is a type name read it with `type_arg`.
+                    let typed = matches!(f, Func::OfType | Func::As | Func::Is | Func::GetReferenceKey);
+                    let args = if typed { args } else { args.into_iter().map(fuse).collect() };
+                    Expr::Call(Box::new(base), f, args)
+                }
+            }
+        }
+        Expr::Index(a, i) => Expr::Index(b(a), b(i)),
+        Expr::Neg(a) => Expr::Neg(b(a)),
+        Expr::Bin(op, x, y) => Expr::Bin(op, b(x), b(y)),
+        Expr::TypeOp(is, a, t) => Expr::TypeOp(is, b(a), t),
+        other => other,
+    }
+}
+
 impl Expr {
     /// Every `%name` the expression uses.
     pub fn constants(&self, out: &mut Vec<String>) {
         match self {
             Expr::Const(c) => out.push(c.clone()),
             Expr::Member(b, _) | Expr::Neg(b) | Expr::TypeOp(_, b, _) => b.constants(out),
+            Expr::Path(p) => p.base.constants(out),
             Expr::Call(b, _, args) => {
                 b.constants(out);
                 for a in args {
@@ -1454,7 +1530,91 @@ pub fn eval<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Co
             let b = eval(base, input, ctx)?;
             call(*func, b, args, input, ctx)?
         }
+        Expr::Path(p) => {
+            let limit = if p.first { 1 } else { usize::MAX };
+            let mut out = Coll::new();
+            if matches!(p.base, Expr::This) {
+                for it in input {
+                    if walk(it, &p.steps, &mut out, limit) {
+                        break;
+                    }
+                }
+            } else {
+                for it in &eval(&p.base, input, ctx)? {
+                    if walk(it, &p.steps, &mut out, limit) {
+                        break;
+                    }
+                }
+            }
+            out
+        }
     })
+}
+
+/// The items `steps` reach from `it`, appended to `out` in order; true once `out` holds
+/// `limit` items (navigation stops there).
+fn walk<'a>(it: &Item<'a>, steps: &'a [Step], out: &mut Coll<'a>, limit: usize) -> bool {
+    let Some((step, rest)) = steps.split_first() else {
+        out.push(it.clone());
+        return out.len() >= limit;
+    };
+    match step {
+        Step::OfType(t) => type_matches(it, t) && walk(it, rest, out, limit),
+        Step::Member(name) => {
+            let Item::Node(v, _) = *it else { return false };
+            if !v.is_object() {
+                return false;
+            }
+            // As in `member`: the exact name (the last one if repeated), else the node itself
+            // when `name` is its resource type, else the choice-type members in input order.
+            let mut exact = None;
+            let mut choice = false;
+            let mut resource_type = None;
+            for (k, x) in v.members() {
+                if key_eq(k, name) {
+                    exact = Some(x);
+                } else if choice_suffix(k, name).is_some() {
+                    choice = true;
+                } else if key_eq(k, "resourceType") {
+                    resource_type = x.as_str();
+                }
+            }
+            if let Some(x) = exact {
+                return walk_value(x, None, rest, out, limit);
+            }
+            if resource_type == Some(name.as_str()) {
+                return walk(it, rest, out, limit);
+            }
+            if choice {
+                for (k, x) in v.members() {
+                    if let Some(ty) = choice_suffix(k, name)
+                        && walk_value(x, Some(ty), rest, out, limit)
+                    {
+                        return true;
+                    }
+                }
+            }
+            false
+        }
+    }
+}
+
+/// [`walk`] on a member's value: each element of an array (nulls skipped), nothing for
+/// `null`, else the value itself.
+#[inline]
+fn walk_value<'a>(x: J<'a>, ty: Option<&'a str>, rest: &'a [Step], out: &mut Coll<'a>, limit: usize) -> bool {
+    match x.kind() {
+        Kind::Array => {
+            for e in x.elements() {
+                if !e.is_null() && walk(&Item::Node(e, ty), rest, out, limit) {
+                    return true;
+                }
+            }
+            false
+        }
+        Kind::Null => false,
+        _ => walk(&Item::Node(x, ty), rest, out, limit),
+    }
 }
 
 fn call<'a>(func: Func, b: Coll<'a>, args: &'a [Expr], outer: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Coll<'a>> {
@@ -1711,6 +1871,103 @@ mod tests {
         assert!(parse("").is_err());
     }
 
+    /// The FHIRPath strings of a ViewDefinition (or of anything holding some).
+    fn view_paths(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    match (k.as_str(), x) {
+                        ("path" | "forEach" | "forEachOrNull", Value::String(p)) => out.push(p.clone()),
+                        ("repeat", Value::Array(ps)) => {
+                            out.extend(ps.iter().filter_map(Value::as_str).map(str::to_owned))
+                        }
+                        _ => view_paths(x, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| view_paths(x, out)),
+            _ => {}
+        }
+    }
+
+    /// Fused paths against the parser's nested nodes: every path of the conformance suite and
+    /// of the pipelines' views, on every object of the suite's resources and of the FHIR
+    /// fixtures (each as the focus, its resource as `%resource`) give the same items in the same
+    /// order, or the same error.
+    #[test]
+    fn fused_paths_evaluate_as_the_nested_nodes() {
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let read =
+            |p: &std::path::Path| -> Value { serde_json::from_slice(&std::fs::read(p).expect("read")).expect("json") };
+        let files = |dir: &str| -> Vec<std::path::PathBuf> {
+            let mut v: Vec<_> = std::fs::read_dir(root.join(dir))
+                .expect("dir")
+                .map(|e| e.expect("entry").path())
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            v.sort();
+            v
+        };
+        let mut paths = Vec::new();
+        let mut docs = Vec::new();
+        for f in files("tests/data/sql-on-fhir-v2") {
+            let doc = read(&f);
+            view_paths(&doc["tests"], &mut paths);
+            docs.extend(doc["resources"].as_array().cloned().unwrap_or_default());
+        }
+        for f in files("pipelines/views") {
+            view_paths(&read(&f), &mut paths);
+        }
+        for dir in ["tests/data/jp-clins", "tests/data/synthea"] {
+            for f in files(dir) {
+                let doc = read(&f);
+                let entries: Vec<Value> = doc["entry"]
+                    .as_array()
+                    .map(|es| es.iter().map(|e| e["resource"].clone()).collect())
+                    .unwrap_or_default();
+                docs.push(doc);
+                docs.extend(entries);
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        let parsed: Vec<(Expr, Expr)> =
+            paths.iter().filter_map(|p| Some((parse(p).ok()?, parse_nested(p).ok()?))).collect();
+        assert!(parsed.len() > 150, "{} paths", parsed.len());
+        assert!(parsed.iter().filter(|(f, _)| matches!(f, Expr::Path(_))).count() > 50);
+        let consts = HashMap::new();
+        let (mut compared, mut nonempty) = (0usize, 0usize);
+        for doc in &docs {
+            let text = doc.to_string();
+            super::super::json::Parser::new().parse(text.as_bytes(), |r| {
+                let res = r.expect("valid JSON");
+                let ctx = Ctx { resource: res, constants: &consts, row_index: 0, aliases: None, resource_key: None };
+                // Every object on the tape as a focus: the resource and the nodes under it.
+                let mut focuses = vec![res];
+                let mut i = 0;
+                while i < focuses.len() {
+                    let f = focuses[i];
+                    focuses.extend(
+                        f.members().map(|(_, x)| x).chain(f.elements()).filter(|x| x.is_object() || x.is_array()),
+                    );
+                    i += 1;
+                }
+                for f in focuses.into_iter().filter(|f| f.is_object()) {
+                    let input = [Item::Node(f, None)];
+                    for (fused, nested) in &parsed {
+                        let a = eval(fused, &input, &ctx).map(|c| c.into_vec());
+                        let b = eval(nested, &input, &ctx).map(|c| c.into_vec());
+                        assert_eq!(a, b, "{fused:?} on {f:?}");
+                        compared += 1;
+                        nonempty += usize::from(a.is_ok_and(|c| !c.is_empty()));
+                    }
+                }
+            });
+        }
+        eprintln!("{compared} compared, {nonempty} non-empty");
+        assert!(compared > 100_000 && nonempty > 5_000, "{compared} compared, {nonempty} non-empty");
+    }
+
     #[test]
     fn functions_are_resolved_when_parsed() {
         // Every name maps to its own function and back.
@@ -1720,8 +1977,24 @@ mod tests {
             assert_eq!(FUNCS.iter().filter(|g| g.0 == f || g.1 == name).count(), 1, "{name}");
             assert!(min <= max);
         }
-        match parse("name.first()") {
+        match parse_nested("name.first()") {
             Ok(Expr::Call(_, f, args)) => assert!(f == Func::First && args.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        // Fused: members, `ofType()` and a final `first()` are one path; a type argument keeps
+        // its member form.
+        let steps = |v: &[&str]| v.iter().map(|s| Step::Member((*s).to_owned())).collect::<Vec<_>>();
+        match parse("a.b.ofType(FHIR.Quantity).c.first()") {
+            Ok(Expr::Path(p)) => {
+                let mut want = steps(&["a", "b"]);
+                want.push(Step::OfType("Quantity".into()));
+                want.extend(steps(&["c"]));
+                assert_eq!((p.base, p.steps, p.first), (Expr::This, want, true));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse("a.first().b") {
+            Ok(Expr::Path(p)) => assert!(matches!(p.base, Expr::Path(ref q) if q.first) && !p.first),
             other => panic!("{other:?}"),
         }
         let msg = |src: &str| parse(src).err().map(|e| e.0).unwrap_or_default();
