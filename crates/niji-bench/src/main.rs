@@ -99,6 +99,10 @@ fn parse() -> anyhow::Result<(Vec<String>, Opts)> {
 /// Benchmark items, in run order.
 const ITEMS: &[&str] = &["fhir", "receipt", "pseudo", "query", "serve", "dp"];
 
+/// The allocator of `niji` (niji-cli), so the figures are those of the shipped binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     // The `serve` item's server child: `niji-bench __serve <data-dir>`.
     let mut raw = std::env::args().skip(1);
