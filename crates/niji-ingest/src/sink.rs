@@ -10,7 +10,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, StringArray};
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+};
 use arrow::record_batch::RecordBatch;
 use chrono::{Datelike, NaiveDate};
 use niji_cdm::{ColumnType, TableDef};
@@ -86,9 +88,66 @@ pub fn date32(d: NaiveDate) -> i32 {
     d.num_days_from_ce() - 719_163
 }
 
+/// A column being built: values are appended straight into Arrow builders (one contiguous
+/// buffer per column), so a buffered row holds no allocation of its own.
+enum ColBuf {
+    Utf8(StringBuilder),
+    I32(Int32Builder),
+    I64(Int64Builder),
+    F64(Float64Builder),
+    Bool(BooleanBuilder),
+    Date(Date32Builder),
+}
+
+impl ColBuf {
+    fn new(ty: ColumnType) -> Self {
+        match ty {
+            ColumnType::Utf8 => ColBuf::Utf8(StringBuilder::new()),
+            ColumnType::Int32 => ColBuf::I32(Int32Builder::new()),
+            ColumnType::Int64 => ColBuf::I64(Int64Builder::new()),
+            ColumnType::Float64 => ColBuf::F64(Float64Builder::new()),
+            ColumnType::Boolean => ColBuf::Bool(BooleanBuilder::new()),
+            ColumnType::Date32 => ColBuf::Date(Date32Builder::new()),
+        }
+    }
+
+    /// Append a value already checked against the column's type ([`CdmSink::push`]); a value
+    /// of another kind is appended as null.
+    fn append(&mut self, v: Value) {
+        match (self, v) {
+            (ColBuf::Utf8(b), Value::Str(s)) => b.append_value(s),
+            (ColBuf::I32(b), Value::I32(x)) => b.append_value(x),
+            (ColBuf::I64(b), Value::I64(x)) => b.append_value(x),
+            (ColBuf::F64(b), Value::F64(x)) => b.append_value(x),
+            (ColBuf::Bool(b), Value::Bool(x)) => b.append_value(x),
+            (ColBuf::Date(b), Value::Date(d)) => b.append_value(date32(d)),
+            (ColBuf::Utf8(b), _) => b.append_null(),
+            (ColBuf::I32(b), _) => b.append_null(),
+            (ColBuf::I64(b), _) => b.append_null(),
+            (ColBuf::F64(b), _) => b.append_null(),
+            (ColBuf::Bool(b), _) => b.append_null(),
+            (ColBuf::Date(b), _) => b.append_null(),
+        }
+    }
+
+    /// The values so far as an array; the builder starts over.
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColBuf::Utf8(b) => Arc::new(b.finish()),
+            ColBuf::I32(b) => Arc::new(b.finish()),
+            ColBuf::I64(b) => Arc::new(b.finish()),
+            ColBuf::F64(b) => Arc::new(b.finish()),
+            ColBuf::Bool(b) => Arc::new(b.finish()),
+            ColBuf::Date(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
 struct TableBuf {
     def: &'static TableDef,
-    columns: Vec<Vec<Value>>,
+    columns: Vec<ColBuf>,
+    /// Rows buffered in `columns`.
+    len: usize,
     writer: Option<ArrowWriter<File>>,
     rows: u64,
 }
@@ -125,7 +184,8 @@ impl CdmSink {
     fn buf(&mut self, table: &'static TableDef) -> &mut TableBuf {
         self.tables.entry(table.name).or_insert_with(|| TableBuf {
             def: table,
-            columns: vec![Vec::new(); table.columns.len()],
+            columns: table.columns.iter().map(|c| ColBuf::new(c.ty)).collect(),
+            len: 0,
             writer: None,
             rows: 0,
         })
@@ -160,9 +220,10 @@ impl CdmSink {
         let batch_rows = self.batch_rows;
         let buf = self.buf(table);
         for (col, v) in buf.columns.iter_mut().zip(row) {
-            col.push(v);
+            col.append(v);
         }
-        if buf.columns[0].len() >= batch_rows {
+        buf.len += 1;
+        if buf.len >= batch_rows {
             let dir = self.dir.clone();
             flush(&dir, self.buf(table))?;
         }
@@ -200,12 +261,12 @@ impl CdmSink {
 }
 
 fn flush(dir: &Path, buf: &mut TableBuf) -> Result<()> {
-    if buf.columns[0].is_empty() {
+    if buf.len == 0 {
         return Ok(());
     }
     let def = buf.def;
-    let arrays: Vec<ArrayRef> =
-        buf.columns.iter_mut().zip(def.columns).map(|(vals, c)| to_array(std::mem::take(vals), c.ty)).collect();
+    let arrays: Vec<ArrayRef> = buf.columns.iter_mut().map(ColBuf::finish).collect();
+    buf.len = 0;
     let batch =
         RecordBatch::try_new(def.schema(), arrays).map_err(|source| IngestError::Arrow { table: def.name, source })?;
     write(dir, buf, &batch)
@@ -230,31 +291,6 @@ fn write(dir: &Path, buf: &mut TableBuf, batch: &RecordBatch) -> Result<()> {
     }
     buf.rows += batch.num_rows() as u64;
     Ok(())
-}
-
-fn to_array(vals: Vec<Value>, ty: ColumnType) -> ArrayRef {
-    match ty {
-        ColumnType::Utf8 => Arc::new(
-            vals.into_iter().map(|v| if let Value::Str(s) = v { Some(s) } else { None }).collect::<StringArray>(),
-        ),
-        ColumnType::Int32 => Arc::new(
-            vals.into_iter().map(|v| if let Value::I32(x) = v { Some(x) } else { None }).collect::<Int32Array>(),
-        ),
-        ColumnType::Int64 => Arc::new(
-            vals.into_iter().map(|v| if let Value::I64(x) = v { Some(x) } else { None }).collect::<Int64Array>(),
-        ),
-        ColumnType::Float64 => Arc::new(
-            vals.into_iter().map(|v| if let Value::F64(x) = v { Some(x) } else { None }).collect::<Float64Array>(),
-        ),
-        ColumnType::Boolean => Arc::new(
-            vals.into_iter().map(|v| if let Value::Bool(x) = v { Some(x) } else { None }).collect::<BooleanArray>(),
-        ),
-        ColumnType::Date32 => Arc::new(
-            vals.into_iter()
-                .map(|v| if let Value::Date(d) = v { Some(date32(d)) } else { None })
-                .collect::<Date32Array>(),
-        ),
-    }
 }
 
 #[cfg(test)]
@@ -285,6 +321,18 @@ mod tests {
         let reader = ParquetRecordBatchReaderBuilder::try_new(f).expect("reader").build().expect("build");
         let batches: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>().expect("read");
         assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 7);
+        // Values, nulls and dates survive the builders, in push order across the batches.
+        let ids: Vec<String> = batches
+            .iter()
+            .flat_map(|b| {
+                let a = b.column(0).as_any().downcast_ref::<arrow::array::StringArray>().expect("utf8");
+                a.iter().map(|v| v.unwrap_or_default().to_owned()).collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(ids, (0..7).map(|i| format!("p{i}")).collect::<Vec<_>>());
+        let dates = batches[0].column(1).as_any().downcast_ref::<arrow::array::Date32Array>().expect("date32");
+        assert_eq!(dates.value(0), date32(NaiveDate::from_ymd_opt(2024, 1, 1).expect("date")));
+        assert!(batches.iter().all(|b| b.column(2).null_count() == b.num_rows()));
         let schema = batches[0].schema();
         assert_eq!(niji_cdm::field_class(schema.field(0)), Some(niji_cdm::ColumnClass::PersonId));
         assert_eq!(date32(NaiveDate::from_ymd_opt(1970, 1, 2).expect("date")), 1);
