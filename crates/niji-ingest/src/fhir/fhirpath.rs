@@ -1964,7 +1964,6 @@ mod tests {
                 }
             });
         }
-        eprintln!("{compared} compared, {nonempty} non-empty");
         assert!(compared > 100_000 && nonempty > 5_000, "{compared} compared, {nonempty} non-empty");
     }
 
