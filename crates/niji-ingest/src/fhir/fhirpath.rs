@@ -887,6 +887,30 @@ fn push_json<'a>(out: &mut Coll<'a>, v: J<'a>, ty: Option<&'a str>) {
     }
 }
 
+/// What an object holds under `name`, from one pass over its members: the exact member (the
+/// last one if repeated), whether choice-type members (`value` → `valueQuantity`, …) exist,
+/// and the object's `resourceType`.
+struct Lookup<'a> {
+    exact: Option<J<'a>>,
+    choice: bool,
+    resource_type: Option<&'a str>,
+}
+
+#[inline]
+fn lookup<'a>(v: J<'a>, name: &str) -> Lookup<'a> {
+    let mut l = Lookup { exact: None, choice: false, resource_type: None };
+    for (k, x) in v.members() {
+        if key_eq(k, name) {
+            l.exact = Some(x);
+        } else if choice_suffix(k, name).is_some() {
+            l.choice = true;
+        } else if key_eq(k, "resourceType") {
+            l.resource_type = x.as_str();
+        }
+    }
+    l
+}
+
 #[inline]
 fn member<'a>(input: &[Item<'a>], name: &str, out: &mut Coll<'a>) {
     for it in input {
@@ -894,26 +918,14 @@ fn member<'a>(input: &[Item<'a>], name: &str, out: &mut Coll<'a>) {
         if !v.is_object() {
             continue;
         }
-        // One pass over the members: the exact name (the last one if repeated), else the
-        // choice-type members (`value` → `valueQuantity`, `valueString`, …) in input order,
-        // else the resource itself when `name` is its type.
-        let mut exact = None;
-        let mut choice = false;
-        let mut resource_type = None;
-        for (k, x) in v.members() {
-            if key_eq(k, name) {
-                exact = Some(x);
-            } else if choice_suffix(k, name).is_some() {
-                choice = true;
-            } else if key_eq(k, "resourceType") {
-                resource_type = x.as_str();
-            }
-        }
-        if let Some(x) = exact {
+        // The exact name, else the resource itself when `name` is its type, else the
+        // choice-type members in input order.
+        let l = lookup(v, name);
+        if let Some(x) = l.exact {
             push_json(out, x, None);
-        } else if resource_type == Some(name) {
+        } else if l.resource_type == Some(name) {
             out.push(it.clone());
-        } else if choice {
+        } else if l.choice {
             for (k, x) in v.members() {
                 if let Some(ty) = choice_suffix(k, name) {
                     push_json(out, x, Some(ty));
@@ -1565,27 +1577,16 @@ fn walk<'a>(it: &Item<'a>, steps: &'a [Step], out: &mut Coll<'a>, limit: usize) 
             if !v.is_object() {
                 return false;
             }
-            // As in `member`: the exact name (the last one if repeated), else the node itself
-            // when `name` is its resource type, else the choice-type members in input order.
-            let mut exact = None;
-            let mut choice = false;
-            let mut resource_type = None;
-            for (k, x) in v.members() {
-                if key_eq(k, name) {
-                    exact = Some(x);
-                } else if choice_suffix(k, name).is_some() {
-                    choice = true;
-                } else if key_eq(k, "resourceType") {
-                    resource_type = x.as_str();
-                }
-            }
-            if let Some(x) = exact {
+            // As in `member`: the exact name, else the node itself when `name` is its resource
+            // type, else the choice-type members in input order.
+            let l = lookup(v, name);
+            if let Some(x) = l.exact {
                 return walk_value(x, None, rest, out, limit);
             }
-            if resource_type == Some(name.as_str()) {
+            if l.resource_type == Some(name.as_str()) {
                 return walk(it, rest, out, limit);
             }
-            if choice {
+            if l.choice {
                 for (k, x) in v.members() {
                     if let Some(ty) = choice_suffix(k, name)
                         && walk_value(x, Some(ty), rest, out, limit)
