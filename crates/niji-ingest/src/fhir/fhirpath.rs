@@ -1460,6 +1460,8 @@ pub fn eval<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Co
                 None => return err(format!("undefined constant `%{name}`")),
             },
         },
+        // Parsed expressions hold members as fused paths; this step-at-a-time form is what
+        // `parse_nested` gives, the reference the fused paths are tested against.
         Expr::Member(base, name) => {
             let mut out = Coll::new();
             if matches!(**base, Expr::This) {
@@ -1543,19 +1545,19 @@ pub fn eval<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Co
             call(*func, b, args, input, ctx)?
         }
         Expr::Path(p) => {
+            // A path at the start of an expression navigates from the focus without copying it.
+            let based;
+            let from: &[Item<'a>] = if matches!(p.base, Expr::This) {
+                input
+            } else {
+                based = eval(&p.base, input, ctx)?;
+                &based
+            };
             let limit = if p.first { 1 } else { usize::MAX };
             let mut out = Coll::new();
-            if matches!(p.base, Expr::This) {
-                for it in input {
-                    if walk(it, &p.steps, &mut out, limit) {
-                        break;
-                    }
-                }
-            } else {
-                for it in &eval(&p.base, input, ctx)? {
-                    if walk(it, &p.steps, &mut out, limit) {
-                        break;
-                    }
+            for it in from {
+                if walk(it, &p.steps, &mut out, limit) {
+                    break;
                 }
             }
             out
