@@ -180,10 +180,8 @@ impl PseudonymKey {
         // which showed in the FHIR ingest's profile (one record id per resource).
         let mut out = [0u8; 2 * PSEUDONYM_BYTES];
         self.pseudonym_hex(domain, parts, &mut out);
-        let mut s = String::with_capacity(out.len());
-        // Hex digits are ASCII.
-        s.extend(out.iter().map(|&b| char::from(b)));
-        s
+        // Hex digits are ASCII, so the bytes are UTF-8 (checked in one pass, not per char).
+        String::from_utf8_lossy(&out).into_owned()
     }
 }
 

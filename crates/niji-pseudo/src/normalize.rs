@@ -15,11 +15,23 @@ pub fn nfkc_compact(s: &str) -> String {
     // NFKC can turn a spacing mark into "space + combining mark" (゛ → U+0020 U+3099); once the
     // space is gone the mark composes with the character before it on the next pass, so the
     // function runs to its fixpoint (two passes at most in practice).
-    fixpoint(s, |t| t.nfkc().filter(|c| !c.is_whitespace()).collect())
+    fixpoint(s, compact_once)
 }
 
+/// One pass of [`nfkc_compact`].
+fn compact_once(t: &str) -> String {
+    t.nfkc().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// `f` applied until the text stops changing. `f` (NFKC, white space removed, maybe more
+/// folding) must leave text of ASCII and full-size katakana (U+30A1–U+30FA) unchanged once it
+/// has produced it: such text is NFKC-stable, composes with nothing and holds no white space,
+/// so the check pass (a second NFKC) is skipped for it, which is most identifiers.
 fn fixpoint(s: &str, f: impl Fn(&str) -> String) -> String {
     let mut cur = f(s);
+    if cur.chars().all(|c| c.is_ascii() || ('\u{30A1}'..='\u{30FA}').contains(&c)) {
+        return cur;
+    }
     for _ in 0..4 {
         let next = f(&cur);
         if next == cur {
@@ -82,14 +94,17 @@ pub fn branch(s: Option<&str>) -> Result<Option<String>> {
 /// small kana → large, ゐゑ/ヰヱ → イエ, long-vowel marks, spaces and middle dots removed,
 /// Latin letters upper-cased.
 pub fn kana(s: &str) -> String {
-    fixpoint(s, |t| {
-        t.nfkc()
-            .filter(|c| !c.is_whitespace() && !is_separator(*c))
-            .map(hiragana_to_katakana)
-            .map(small_to_large)
-            .map(|c| c.to_ascii_uppercase())
-            .collect()
-    })
+    fixpoint(s, kana_once)
+}
+
+/// One pass of [`kana`].
+fn kana_once(t: &str) -> String {
+    t.nfkc()
+        .filter(|c| !c.is_whitespace() && !is_separator(*c))
+        .map(hiragana_to_katakana)
+        .map(small_to_large)
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
 }
 
 fn is_separator(c: char) -> bool {
@@ -255,6 +270,46 @@ mod tests {
             let once = kana(s);
             assert_eq!(kana(&once), once, "{s:?}");
         }
+    }
+
+    #[test]
+    fn the_fixpoint_shortcut_changes_no_result() {
+        // Text the shortcut returns after one pass is text a second pass leaves unchanged.
+        for s in [
+            "やまだ たろう",
+            "ﾔﾏﾀﾞ ﾀﾛｳ",
+            "ヴァイオリン",
+            "ゔぁ",
+            "ヷヸヹヺ",
+            "ｶﾞｯｺｳ",
+            "ab-1.２３",
+            "１８７あいう",
+            "ABC ｄｅｆ",
+            "ㇰㇱ",
+            "ゝゞヽヾ",
+            "タ ゛",
+            "",
+        ] {
+            for f in [kana_once, compact_once] {
+                let once = f(s);
+                if once.chars().all(|c| c.is_ascii() || ('\u{30A1}'..='\u{30FA}').contains(&c)) {
+                    assert_eq!(f(&once), once, "{s:?}");
+                }
+            }
+        }
+        // Every pair of characters the shortcut accepts (composition only joins neighbours).
+        let accepted: Vec<char> = (' '..='~').chain('\u{30A1}'..='\u{30FA}').collect();
+        for a in &accepted {
+            for b in &accepted {
+                let t: String = [*a, *b].into_iter().collect();
+                for f in [kana_once, compact_once] {
+                    let once = f(&t);
+                    assert_eq!(f(&once), once, "{t:?}");
+                }
+            }
+        }
+        assert_eq!(kana("ｶﾞｯｺｳ"), "ガツコウ");
+        assert_eq!(nfkc_compact("ＡＢ　１２"), "AB12");
     }
 
     #[test]
