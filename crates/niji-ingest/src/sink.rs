@@ -19,6 +19,7 @@ use niji_cdm::{ColumnType, TableDef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::{IngestError, Result};
 
@@ -279,10 +280,14 @@ fn write(dir: &Path, buf: &mut TableBuf, batch: &RecordBatch) -> Result<()> {
         std::fs::create_dir_all(&tdir).map_err(|source| IngestError::Write { path: tdir.clone(), source })?;
         let path = tdir.join("part-00000.parquet");
         let file = File::create(&path).map_err(|source| IngestError::Write { path: path.clone(), source })?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-            .build();
-        let w = ArrowWriter::try_new(file, def.schema(), Some(props))
+        let mut props =
+            WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()));
+        // A table's own key (`<table>_id`, a per-row pseudonym) never repeats: a dictionary of
+        // it costs an interning per value and is dropped for plain encoding once it grows.
+        if let Some(key) = def.columns.first().filter(|c| c.name.strip_suffix("_id") == Some(def.name)) {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(key.name), false);
+        }
+        let w = ArrowWriter::try_new(file, def.schema(), Some(props.build()))
             .map_err(|source| IngestError::Parquet { table: def.name, source })?;
         buf.writer = Some(w);
     }
@@ -336,6 +341,38 @@ mod tests {
         let schema = batches[0].schema();
         assert_eq!(niji_cdm::field_class(schema.field(0)), Some(niji_cdm::ColumnClass::PersonId));
         assert_eq!(date32(NaiveDate::from_ymd_opt(1970, 1, 2).expect("date")), 1);
+    }
+
+    #[test]
+    fn a_tables_own_key_is_written_without_a_dictionary() {
+        use niji_cdm::tables::PERSON_TABLE;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sink = CdmSink::create(dir.path()).expect("sink");
+        for i in 0..5 {
+            sink.push(&DEATH, death_row(i % 2)).expect("push");
+            let person: Vec<Value> = vec![
+                format!("p{i}").into(),
+                "F".into(),
+                Value::I32(1950),
+                Value::I32(4),
+                "13".into(),
+                Value::Null,
+                "id1".into(),
+                "fhir".into(),
+            ];
+            sink.push(&PERSON_TABLE, person).expect("push");
+        }
+        sink.finish().expect("finish");
+        let dictionary = |table: &str, column: usize| {
+            let f = File::open(dir.path().join(format!("{table}/part-00000.parquet"))).expect("file");
+            let meta = ParquetRecordBatchReaderBuilder::try_new(f).expect("reader").metadata().clone();
+            meta.row_group(0).column(column).dictionary_page_offset().is_some()
+        };
+        // person.person_id is the person table's key; death.person_id repeats and keeps its
+        // dictionary, as do the other columns.
+        assert!(!dictionary("person", 0));
+        assert!(dictionary("person", 1));
+        assert!(dictionary("death", 0));
     }
 
     #[test]
