@@ -130,12 +130,12 @@ fn views_only(inputs: &[PathBuf], out: &Path, threads: usize) -> anyhow::Result<
         // The views are evaluated in `prepare` (the reading thread when pipelined); rows are
         // collected and written on this one.
         let prepare = |u: &niji_ingest::fhir::read::Unit<'_>| eval_view(&maps, &env, u);
-        niji_ingest::fhir::read::read_input_prepared(input, None, threads >= 2, &prepare, &mut |u, pre| {
+        niji_ingest::fhir::read::read_input_prepared(input, None, threads >= 2, &prepare, &mut |_, pre| {
             if failure.is_some() {
                 return Ok(());
             }
-            let outcome = match (u.resource, pre.and_then(Option::as_mut)) {
-                (Ok(_), Some((v, Ok(r)))) => {
+            let outcome = match pre.map(Option::as_mut) {
+                Ok(Some((v, Ok(r)))) => {
                     let v: &View = v;
                     rows.append(r);
                     view = Some(v);
@@ -145,9 +145,9 @@ fn views_only(inputs: &[PathBuf], out: &Path, threads: usize) -> anyhow::Result<
                         Ok(())
                     }
                 }
-                (Ok(_), Some((_, Err(e)))) => Err(anyhow::anyhow!("view evaluation failed: {e}")),
-                (Ok(_), None) => Err(anyhow::anyhow!("a resource without a view")),
-                (Err(b), _) => Err(anyhow::anyhow!("bad record: {}", b.reason)),
+                Ok(Some((_, Err(e)))) => Err(anyhow::anyhow!("view evaluation failed: {e}")),
+                Ok(None) => Err(anyhow::anyhow!("a resource without a view")),
+                Err(b) => Err(anyhow::anyhow!("bad record: {}", b.reason)),
             };
             failure = outcome.err();
             Ok(())

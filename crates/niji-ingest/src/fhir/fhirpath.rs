@@ -1254,6 +1254,20 @@ pub fn reference_key_plain(reference: &str) -> String {
     }
 }
 
+/// The type of [`reference_key_plain`]'s key (what comes before its first `/`), without
+/// building the key.
+pub fn reference_type_plain(reference: &str) -> &str {
+    let r = match history_at(reference) {
+        Some(i) => &reference[..i],
+        None => reference,
+    };
+    let mut it = r.rsplit('/');
+    match (r.starts_with("urn:"), it.next(), it.next()) {
+        (false, Some(_), Some(ty)) => ty,
+        _ => r.split('/').next().unwrap_or_default(),
+    }
+}
+
 /// Where `/_history/` starts in a reference (a byte scan for `_`: cheaper than a substring
 /// search set up per call, and references rarely hold a `_`).
 fn history_at(reference: &str) -> Option<usize> {
@@ -1860,6 +1874,21 @@ mod tests {
         assert_eq!(reference_key_plain("Patient/a_b"), "Patient/a_b");
         assert_eq!(reference_key_plain("Patient/_history"), "Patient/_history");
         assert_eq!(reference_key_plain("urn:uuid:1_2"), "urn:uuid:1_2");
+        // The type alone is the key's first segment, whatever the reference's form.
+        for r in [
+            "Patient/1/_history/2",
+            "https://x.jp/fhir/Practitioner/1/_history/2",
+            "Organization/a_b",
+            "Encounter/_history",
+            "urn:uuid:1_2",
+            "urn:oid:1.2/x",
+            "Location",
+            "/123",
+            "",
+        ] {
+            let key = reference_key_plain(r);
+            assert_eq!(reference_type_plain(r), key.split('/').next().unwrap_or_default(), "{r}");
+        }
         let r = json!({"resourceType": "Condition", "subject": {"reference": "Patient/p_1/_history/3"}, "v": 2});
         assert_eq!(run("subject.getReferenceKey()", &r), vec![json!("Patient/p_1")]);
         assert_eq!(run("'a' & '|' & 'b' & {} & v", &r), vec![json!("a|b2")]);

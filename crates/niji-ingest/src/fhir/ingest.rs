@@ -31,7 +31,7 @@ use niji_pseudo::{Domain, Identifiers, PseudonymKey};
 use serde_json::Value;
 
 use super::json::{J, key_eq};
-use super::read::{self, Location, Unit};
+use super::read::{self, Location, Place, Unit};
 use super::view::{Cell, Env, View};
 use crate::consent::{ConsentDecision, ConsentGate, ExcludeReason};
 use crate::report::{IngestReport, InputReport, QuarantineWriter, Quarantined};
@@ -86,6 +86,32 @@ type Evaluated<'m> = (&'m View, Vec<Vec<Cell>>);
 
 /// What is prepared for a record: its view's rows, or the error, or `None` without a view.
 type Prepared<'m> = Option<Result<Evaluated<'m>>>;
+
+/// What pass 1 needs of a record, extracted where the record is parsed ([`Run::prepare1`]).
+enum Pass1<'m> {
+    /// A supporting resource, with its key (`Type/id`, else its `fullUrl`).
+    Supporting(Option<String>),
+    /// A Patient, with its `id` and its view's rows.
+    Patient { id: Option<String>, views: Prepared<'m> },
+    /// Anything else (pass 2's).
+    Other,
+}
+
+/// What pass 2 needs of a record, extracted where the record is parsed ([`Run::prepare2`]):
+/// the consuming thread never parses a record again.
+struct Pass2<'m> {
+    /// `resourceType`.
+    rt: String,
+    /// The view's rows (`None` for a Patient, which pass 1 handled, and for a reference-only
+    /// resource without a view).
+    views: Prepared<'m>,
+    /// The contained Encounters the rows refer to by `#id`: their key (`container#id`) and the
+    /// Encounter view's rows.
+    contained: Vec<(String, Result<Vec<Vec<Cell>>>)>,
+    /// Whether a reference in the resource points at nothing in the inputs (a data-quality
+    /// warning when the resource loads).
+    unresolved_reference: bool,
+}
 
 /// The compiled mapping views.
 #[derive(Debug)]
@@ -312,70 +338,67 @@ impl<'k> Run<'k> {
         Some(view.eval(res, &env).map(|rows| (view, rows)))
     }
 
-    /// A record's views as prepared ahead (`read_input_prepared` prepares every resource),
-    /// else evaluated now into `computed`.
-    fn prepared<'p>(
-        maps: &'k Mappings,
-        pre: Option<&'p Prepared<'k>>,
-        res: J<'_>,
-        unit: &Unit<'_>,
-        computed: &'p mut Option<Prepared<'k>>,
-    ) -> &'p Prepared<'k> {
-        match pre {
-            Some(p) => p,
-            None => computed.insert(Self::eval(maps, res, unit)),
+    /// What pass 1 needs of a record (run where it is parsed, maybe on the reading thread):
+    /// a supporting resource's key, or a Patient's id and view.
+    fn prepare1<'m>(maps: &'m Mappings, unit: &Unit<'_>) -> Pass1<'m> {
+        let Ok(res) = unit.resource else { return Pass1::Other };
+        let rt = res.str_of("resourceType").unwrap_or_default();
+        if SUPPORTING.contains(&rt) {
+            return Pass1::Supporting(read::resource_key(res, unit.full_url));
         }
+        if rt != "Patient" {
+            return Pass1::Other;
+        }
+        Pass1::Patient { id: res.str_of("id").map(str::to_owned), views: Self::eval(maps, res, unit) }
     }
 
-    /// What pass 1 evaluates ahead of [`Run::pass1`] (on the reading thread): Patients' views.
-    fn prepare1<'m>(maps: &'m Mappings, unit: &Unit<'_>) -> Prepared<'m> {
-        let res = *unit.resource.as_ref().ok()?;
-        if res.str_of("resourceType") != Some("Patient") {
-            return None;
+    /// What pass 2 needs of a record (run where it is parsed): its type, its view's rows, the
+    /// contained Encounters they refer to, and the reference check against `known` (the keys
+    /// pass 1 collected).
+    fn prepare2<'m>(maps: &'m Mappings, known: &HashSet<String>, unit: &Unit<'_>) -> Pass2<'m> {
+        let mut p = Pass2 { rt: String::new(), views: None, contained: Vec::new(), unresolved_reference: false };
+        let Ok(res) = unit.resource else { return p };
+        let rt = res.str_of("resourceType").unwrap_or_default();
+        p.rt = rt.to_owned();
+        if rt == "Patient" || (SUPPORTING.contains(&rt) && maps.view(rt).is_none()) {
+            return p;
         }
-        Self::eval(maps, res, unit)
-    }
-
-    /// What pass 2 evaluates ahead of [`Run::pass2`]: every other resource's view.
-    fn prepare2<'m>(maps: &'m Mappings, unit: &Unit<'_>) -> Prepared<'m> {
-        let res = *unit.resource.as_ref().ok()?;
-        if res.str_of("resourceType") == Some("Patient") {
-            return None;
+        p.views = Self::eval(maps, res, unit);
+        if let Some(Ok((view, rows))) = &p.views {
+            p.contained = contained_visits(maps, view, rows, res, unit);
         }
-        Self::eval(maps, res, unit)
+        p.unresolved_reference = unresolved_reference(known, res, unit);
+        p
     }
 
     /// Pass 1 on one record: Patients → person rows and the index; supporting keys.
-    /// `pre` is [`Run::prepare1`] of the record, when it was evaluated ahead.
+    /// `pre` is [`Run::prepare1`] of the record, or why it is not a resource.
     fn pass1(
         &mut self,
         idx: usize,
         file: &str,
-        unit: &Unit<'_>,
+        place: Place<'_>,
         c: &mut Counts,
-        pre: Option<&Prepared<'k>>,
+        pre: std::result::Result<&mut Pass1<'k>, read::BadRecord>,
     ) -> Result<()> {
-        let Ok(res) = unit.resource else { return Ok(()) };
-        let rt = res.str_of("resourceType").unwrap_or_default();
-        if SUPPORTING.contains(&rt) {
-            if let Some(k) = read::resource_key(res, unit.full_url) {
-                self.known.insert(k);
+        let (id, evaluated) = match pre {
+            Err(_) | Ok(Pass1::Other) => return Ok(()),
+            Ok(Pass1::Supporting(key)) => {
+                if let Some(k) = key.take() {
+                    self.known.insert(k);
+                }
+                if let Some(u) = place.full_url {
+                    self.known.insert(u.to_owned());
+                }
+                return Ok(());
             }
-            if let Some(u) = unit.full_url {
-                self.known.insert(u.to_owned());
-            }
-            return Ok(());
-        }
-        if rt != "Patient" {
-            return Ok(());
-        }
-        self.handled.insert((idx, pos(&unit.loc)));
+            Ok(Pass1::Patient { id, views }) => (id.as_deref(), &*views),
+        };
+        self.handled.insert((idx, pos(place.loc)));
         c.records += 1;
-        let mut computed = None;
-        let evaluated = Self::prepared(self.maps, pre, res, unit, &mut computed);
         let outcome = match evaluated {
             Some(Ok((view, rows))) => match rows.first() {
-                Some(cells) => self.patient(&Row { view, cells }, res, unit.full_url),
+                Some(cells) => self.patient(&Row { view, cells }, id, place.full_url),
                 None => Err(reject("out_of_scope", "resourceType", "the patient view selected no row")),
             },
             Some(Err(e)) => Err(reject("view_error", "", e.to_string())),
@@ -390,14 +413,14 @@ impl<'k> Run<'k> {
             Err(r) => {
                 c.quarantined += 1;
                 let field = (!r.field.is_empty()).then_some(r.field.as_str());
-                self.quarantine(file, &unit.loc, Some("Patient"), field, r.reason, &r.detail)?;
+                self.quarantine(file, place.loc, Some("Patient"), field, r.reason, &r.detail)?;
             }
         }
         Ok(())
     }
 
     /// Link a Patient, decide its consent, write its rows unless excluded, and index it.
-    fn patient(&mut self, row: &Row<'_>, res: J<'_>, full_url: Option<&str>) -> Rej<Outcome> {
+    fn patient(&mut self, row: &Row<'_>, id: Option<&str>, full_url: Option<&str>) -> Rej<Outcome> {
         let birth = match row.text("birth_date")? {
             None => None,
             Some(b) => Some(
@@ -420,7 +443,7 @@ impl<'k> Run<'k> {
                 "expected 保険者番号:記号:番号[:枝番]",
             ));
         }
-        let id = res.str_of("id").or(full_url).unwrap_or_default();
+        let id = id.or(full_url).unwrap_or_default();
         let ids = Identifiers {
             insurer_number: parts.first().copied(),
             kigo: parts.get(1).copied(),
@@ -492,16 +515,16 @@ impl<'k> Run<'k> {
         self.sink.push(table, row).map_err(|e| reject("row_shape", table.name, e.to_string()))
     }
 
-    fn subject(&self, row: &Row<'_>, unit: &Unit<'_>) -> Rej<String> {
+    fn subject(&self, row: &Row<'_>, unit: Place<'_>) -> Rej<String> {
         self.resolve_subject(row, unit).map(|p| p.person_id.clone())
     }
 
     /// The consent exclusion of the Patient a row's subject resolves to, if any.
-    fn subject_excluded(&self, row: &Row<'_>, unit: &Unit<'_>) -> Option<ExcludeReason> {
+    fn subject_excluded(&self, row: &Row<'_>, unit: Place<'_>) -> Option<ExcludeReason> {
         self.resolve_subject(row, unit).ok().and_then(|p| p.excluded)
     }
 
-    fn resolve_subject(&self, row: &Row<'_>, unit: &Unit<'_>) -> Rej<&Person> {
+    fn resolve_subject(&self, row: &Row<'_>, unit: Place<'_>) -> Rej<&Person> {
         let doc = unit.document_subject.map(|r| match unit.aliases.and_then(|a| a.get(r)) {
             Some(k) => k.clone(),
             None => super::fhirpath::reference_key_plain(r),
@@ -517,24 +540,23 @@ impl<'k> Run<'k> {
         })
     }
 
-    /// Resolve an encounter reference to a visit id; contained Encounters become visits.
+    /// Resolve an encounter reference to a visit id; contained Encounters (evaluated by
+    /// [`contained_visits`] where the record was parsed) become visits.
     fn visit(
         &mut self,
-        res: J<'_>,
+        contained: &[(String, Result<Vec<Vec<Cell>>>)],
         container_key: &str,
         reference: Option<&str>,
         person: &str,
-        unit: &Unit<'_>,
+        unit: Place<'_>,
     ) -> Rej<Option<String>> {
         let Some(r) = reference else { return Ok(None) };
         if let Some(local) = r.strip_prefix('#') {
-            let contained = res.array_of("contained").find(|c| c.str_of("id") == Some(local));
-            let Some(enc) = contained else { return Ok(None) };
+            let ckey = format!("{container_key}#{local}");
+            let Some((_, rows)) = contained.iter().find(|(k, _)| *k == ckey) else { return Ok(None) };
             let maps = self.maps;
             let Some(view) = maps.view("Encounter") else { return Ok(None) };
-            let ckey = format!("{container_key}#{local}");
-            let env = Env { aliases: unit.aliases, resource_key: Some(&ckey) };
-            let rows = view.eval(enc, &env).map_err(|e| reject("view_error", "contained", e.to_string()))?;
+            let rows = rows.as_ref().map_err(|e| reject("view_error", "contained", e.to_string()))?;
             let Some(cells) = rows.first() else { return Ok(None) };
             let erow = Row { view, cells };
             let vid = match erow.text("identifier")? {
@@ -570,61 +592,37 @@ impl<'k> Run<'k> {
         self.push(&VISIT_OCCURRENCE, out)
     }
 
-    /// Data-quality checks that do not stop loading.
-    fn quality(&mut self, res: J<'_>, unit: &Unit<'_>) {
-        let mut unresolved = false;
-        let contained: HashSet<&str> = res.array_of("contained").filter_map(|c| c.str_of("id")).collect();
-        walk_references(res, &mut |r| {
-            if let Some(local) = r.strip_prefix('#') {
-                unresolved |= !local.is_empty() && !contained.contains(local);
-            } else if r.starts_with("urn:uuid:") || r.starts_with("urn:oid:") {
-                unresolved |= !unit.aliases.is_some_and(|a| a.contains_key(r)) && !self.known.contains(r);
-            } else {
-                let key = unit
-                    .aliases
-                    .and_then(|a| a.get(r))
-                    .cloned()
-                    .unwrap_or_else(|| super::fhirpath::reference_key_plain(r));
-                let ty = key.split('/').next().unwrap_or_default();
-                unresolved |= SUPPORTING.contains(&ty) && !self.known.contains(&key);
-            }
-        });
-        if unresolved {
-            self.report.warn("unresolved_reference");
-        }
-    }
-
     /// Pass 2 on one record.
-    /// `pre` is [`Run::prepare2`] of the record, when it was evaluated ahead.
+    /// `pre` is [`Run::prepare2`] of the record, or why it is not a resource.
     fn pass2(
         &mut self,
         idx: usize,
         file: &str,
-        unit: &Unit<'_>,
+        unit: Place<'_>,
         c: &mut Counts,
         handled: &HashSet<(usize, u64)>,
-        pre: Option<&Prepared<'k>>,
+        pre: std::result::Result<&mut Pass2<'k>, read::BadRecord>,
     ) -> Result<()> {
-        if handled.contains(&(idx, pos(&unit.loc))) {
+        if handled.contains(&(idx, pos(unit.loc))) {
             return Ok(());
         }
-        let res = match unit.resource {
-            Ok(r) => r,
-            Err(ref b) => {
+        let pre = match pre {
+            Ok(p) => p,
+            Err(b) => {
                 c.records += 1;
                 c.quarantined += 1;
-                return self.quarantine(file, &unit.loc, None, None, b.reason, &b.detail);
+                return self.quarantine(file, unit.loc, None, None, b.reason, &b.detail);
             }
         };
-        let rt = res.str_of("resourceType").unwrap_or_default().to_owned();
+        let rt = pre.rt.as_str();
         if rt == "Patient" {
             // Unreachable in practice (pass 1 handles every Patient); count it honestly anyway.
             c.records += 1;
             c.quarantined += 1;
-            return self.quarantine(file, &unit.loc, Some(&rt), None, "duplicate_record", "Patient seen twice");
+            return self.quarantine(file, unit.loc, Some(rt), None, "duplicate_record", "Patient seen twice");
         }
         c.records += 1;
-        if SUPPORTING.contains(&rt.as_str()) && self.maps.view(&rt).is_none() {
+        if SUPPORTING.contains(&rt) && self.maps.view(rt).is_none() {
             // Reference-only resources (Practitioner, Organization, …) are consumed by
             // reference resolution and facility pseudonyms; they have no table of their own.
             c.loaded += 1;
@@ -633,9 +631,7 @@ impl<'k> Run<'k> {
         }
         // The subject is resolved on every row before any row is written: a resource of an
         // excluded person writes nothing (its contained Encounter included).
-        let mut computed = None;
-        let evaluated = Self::prepared(self.maps, pre, res, unit, &mut computed);
-        let outcome = match evaluated {
+        let outcome = match &pre.views {
             None => Err(reject("unmapped_resource_type", "resourceType", "no mapping view for this resource type")),
             Some(Err(e)) => Err(reject("view_error", "", e.to_string())),
             Some(Ok((_, rows))) if rows.is_empty() => {
@@ -648,7 +644,7 @@ impl<'k> Run<'k> {
                     None => {
                         let mut r = Ok(Outcome::Loaded);
                         for row in &rows {
-                            if let Err(e) = self.map_row(&rt, row, res, unit) {
+                            if let Err(e) = self.map_row(rt, row, &pre.contained, unit) {
                                 r = Err(e);
                                 break;
                             }
@@ -661,7 +657,9 @@ impl<'k> Run<'k> {
         match outcome {
             Ok(Outcome::Loaded) => {
                 c.loaded += 1;
-                self.quality(res, unit);
+                if pre.unresolved_reference {
+                    self.report.warn("unresolved_reference");
+                }
             }
             Ok(Outcome::Excluded(reason)) => {
                 c.consent_excluded += 1;
@@ -670,13 +668,19 @@ impl<'k> Run<'k> {
             Err(r) => {
                 c.quarantined += 1;
                 let field = (!r.field.is_empty()).then_some(r.field.as_str());
-                self.quarantine(file, &unit.loc, Some(&rt), field, r.reason, &r.detail)?;
+                self.quarantine(file, unit.loc, Some(rt), field, r.reason, &r.detail)?;
             }
         }
         Ok(())
     }
 
-    fn map_row(&mut self, rt: &str, row: &Row<'_>, res: J<'_>, unit: &Unit<'_>) -> Rej<()> {
+    fn map_row(
+        &mut self,
+        rt: &str,
+        row: &Row<'_>,
+        contained: &[(String, Result<Vec<Vec<Cell>>>)],
+        unit: Place<'_>,
+    ) -> Rej<()> {
         let person = self.subject(row, unit)?;
         let key = row.text("resource_key")?.map(str::to_owned).or_else(|| unit.full_url.map(str::to_owned));
         let Some(key) = key else { return Err(reject("missing_id", "id", "resource has neither id nor fullUrl")) };
@@ -708,7 +712,7 @@ impl<'k> Run<'k> {
                     .map(|(c, _)| V::from(c))
                     .unwrap_or(V::Null);
                 let start = row.date("onset")?.or(row.date("onset_period_start")?).or(row.date("recorded_date")?);
-                let visit = self.visit(res, &key, row.text("encounter_reference")?, &person, unit)?;
+                let visit = self.visit(contained, &key, row.text("encounter_reference")?, &person, unit)?;
                 let out = vec![
                     id,
                     V::from(person),
@@ -736,7 +740,7 @@ impl<'k> Run<'k> {
                 let value = row.number("value_number")?.or(row.number("value_integer")?);
                 let coded =
                     row.text("value_code")?.map(str::to_owned).or(row.boolean("value_boolean")?.map(|b| b.to_string()));
-                let visit = self.visit(res, &key, row.text("encounter_reference")?, &person, unit)?;
+                let visit = self.visit(contained, &key, row.text("encounter_reference")?, &person, unit)?;
                 let out = vec![
                     id,
                     V::from(person),
@@ -767,7 +771,7 @@ impl<'k> Run<'k> {
                 if days.is_some_and(|x| !(0.0..=3650.0).contains(&x)) {
                     return Err(reject("out_of_range", "days_supply", "days of supply outside 0..3650"));
                 }
-                let visit = self.visit(res, &key, row.text("encounter_reference")?, &person, unit)?;
+                let visit = self.visit(contained, &key, row.text("encounter_reference")?, &person, unit)?;
                 let out = vec![
                     id,
                     V::from(person),
@@ -847,6 +851,65 @@ impl<'k> Run<'k> {
             other => Err(reject("unmapped_resource_type", "resourceType", format!("no CDM table for {other}"))),
         }
     }
+}
+
+/// The contained Encounters that a resource's rows refer to by `#id`, evaluated by the
+/// Encounter view with the key `container#id` (the container's key is the row's
+/// `resource_key`, else the entry's `fullUrl`, as in [`Run::map_row`]).
+fn contained_visits(
+    maps: &Mappings,
+    view: &View,
+    rows: &[Vec<Cell>],
+    res: J<'_>,
+    unit: &Unit<'_>,
+) -> Vec<(String, Result<Vec<Vec<Cell>>>)> {
+    let mut out: Vec<(String, Result<Vec<Vec<Cell>>>)> = Vec::new();
+    let Some(encounter) = maps.view("Encounter") else { return out };
+    for cells in rows {
+        let row = Row { view, cells };
+        let Some(local) = row.text("encounter_reference").ok().flatten().and_then(|r| r.strip_prefix('#')) else {
+            continue;
+        };
+        let Some(key) = row.text("resource_key").ok().flatten().or(unit.full_url) else { continue };
+        let Some(enc) = res.array_of("contained").find(|c| c.str_of("id") == Some(local)) else { continue };
+        let ckey = format!("{key}#{local}");
+        if out.iter().any(|(k, _)| *k == ckey) {
+            continue;
+        }
+        let env = Env { aliases: unit.aliases, resource_key: Some(&ckey) };
+        let rows = encounter.eval(enc, &env);
+        out.push((ckey, rows));
+    }
+    out
+}
+
+/// Whether a reference in `res` points at nothing: a `#id` with no such contained resource,
+/// a `urn:` that is no entry of the Bundle nor a supporting resource's `fullUrl`, or a
+/// supporting resource (`Type/id`) missing from `known`. A data-quality check that does not
+/// stop loading.
+fn unresolved_reference(known: &HashSet<String>, res: J<'_>, unit: &Unit<'_>) -> bool {
+    let mut unresolved = false;
+    let contained: HashSet<&str> = res.array_of("contained").filter_map(|c| c.str_of("id")).collect();
+    walk_references(res, &mut |r| {
+        if let Some(local) = r.strip_prefix('#') {
+            unresolved |= !local.is_empty() && !contained.contains(local);
+        } else if r.starts_with("urn:uuid:") || r.starts_with("urn:oid:") {
+            unresolved |= !unit.aliases.is_some_and(|a| a.contains_key(r)) && !known.contains(r);
+        } else if let Some(key) = unit.aliases.and_then(|a| a.get(r)) {
+            let ty = key.split('/').next().unwrap_or_default();
+            unresolved |= SUPPORTING.contains(&ty) && !known.contains(key);
+        } else if references_supporting_type(r) {
+            unresolved |= !known.contains(&super::fhirpath::reference_key_plain(r));
+        }
+    });
+    unresolved
+}
+
+/// Whether a relative or absolute reference (`Type/id`, `…/Type/id/_history/n`) names a
+/// supporting type, as the type of [`super::fhirpath::reference_key_plain`] would, without
+/// building the key (most references are to Patients).
+fn references_supporting_type(r: &str) -> bool {
+    SUPPORTING.contains(&super::fhirpath::reference_type_plain(r))
 }
 
 fn walk_references(v: J<'_>, f: &mut dyn FnMut(&str)) {
@@ -959,20 +1022,23 @@ pub fn ingest_with_threads(
         let c = &mut counts[i];
         let candidate = |_: u64, line: &[u8]| pass1_candidate(line);
         let prepare = |u: &Unit<'_>| Run::prepare1(&maps, u);
-        read::read_input_prepared(path, Some(&candidate), pipelined, &prepare, &mut |u, pre| {
-            run.pass1(i, &file, &u, c, pre.map(|p| &*p))
+        read::read_input_prepared(path, Some(&candidate), pipelined, &prepare, &mut |place, pre| {
+            run.pass1(i, &file, place, c, pre)
         })?;
     }
     tracing::info!(patients = run.handled.len(), "fhir ingest: pass 1 done");
     // Records pass 1 handled are skipped in pass 2: NDJSON lines before they are parsed.
     let handled = std::mem::take(&mut run.handled);
+    // The supporting keys are complete: pass 2 checks references against them where it
+    // parses each record.
+    let known = std::mem::take(&mut run.known);
     for (i, path) in opts.inputs.iter().enumerate() {
         let file = display(path);
         let c = &mut counts[i];
         let unhandled = |line: u64, _: &[u8]| !handled.contains(&(i, line));
-        let prepare = |u: &Unit<'_>| Run::prepare2(&maps, u);
-        read::read_input_prepared(path, Some(&unhandled), pipelined, &prepare, &mut |u, pre| {
-            run.pass2(i, &file, &u, c, &handled, pre.map(|p| &*p))
+        let prepare = |u: &Unit<'_>| Run::prepare2(&maps, &known, u);
+        read::read_input_prepared(path, Some(&unhandled), pipelined, &prepare, &mut |place, pre| {
+            run.pass2(i, &file, place, c, &handled, pre)
         })?;
     }
     for (path, c) in opts.inputs.iter().zip(counts) {

@@ -188,23 +188,53 @@ const PIPE_BATCH: usize = 64;
 /// one being consumed) exist at once, so memory stays bounded however large the input.
 const PIPE_DEPTH: usize = 4;
 
-/// One NDJSON record read, parsed and prepared on the reading thread.
-struct Piped<P> {
-    line: u64,
-    /// The line's text when it holds a resource (parsed again, cheaply, for `f`), else why
-    /// it does not.
-    resource: std::result::Result<Vec<u8>, BadRecord>,
-    prepared: Option<P>,
+/// One NDJSON record as the reading thread hands it over.
+enum Piped<P> {
+    /// Parsed and prepared: the consumer needs nothing else (no second parse).
+    Prepared(u64, P),
+    /// Left to the consumer (see the balancing in [`read_input_prepared`]): the line's text,
+    /// which it parses again and prepares itself.
+    Text(u64, Vec<u8>),
+    /// Not a resource, and why.
+    Bad(u64, BadRecord),
 }
 
-/// As [`read_input_filtered`], with a `prepare` step run on each resource before `f` sees it
-/// (`f` gets its result, to read or take; `None` for records that are not resources).
+/// Where a record is and what its document says of it: a [`Unit`] without the resource,
+/// which [`read_input_prepared`] hands over as `prepare` made it.
+#[derive(Debug, Clone, Copy)]
+pub struct Place<'a> {
+    /// Where it is.
+    pub loc: &'a Location,
+    /// Reference aliases of the enclosing Bundle (`fullUrl` → `Type/id`).
+    pub aliases: Option<&'a HashMap<String, String>>,
+    /// The entry's `fullUrl`, if any.
+    pub full_url: Option<&'a str>,
+    /// In a document Bundle: the Composition's subject reference.
+    pub document_subject: Option<&'a str>,
+}
+
+impl<'a> Unit<'a> {
+    /// The unit's place.
+    pub fn place(&self) -> Place<'_> {
+        Place {
+            loc: &self.loc,
+            aliases: self.aliases,
+            full_url: self.full_url,
+            document_subject: self.document_subject,
+        }
+    }
+}
+
+/// As [`read_input_filtered`], with a `prepare` step run exactly once on each resource; `f`
+/// gets the record's [`Place`] and what `prepare` made of it (or why it is not a resource),
+/// never the parsed resource itself: whatever `f` needs of it, `prepare` extracts.
 ///
 /// With `pipelined`, NDJSON is read, parsed and prepared on a second thread that runs ahead
 /// of `f` by at most a few hundred records (bounded memory), so reading, parsing and
 /// `prepare` overlap with `f` on two cores; `f` still sees every record, in order, exactly as
-/// without it. The work is balanced: when the consuming thread runs dry (no batch waiting),
-/// the reading thread leaves some records unprepared and the consuming thread prepares them
+/// without it, and a prepared record is not parsed twice. The work is balanced: when the
+/// consuming thread runs dry (no batch waiting), the reading thread leaves some records
+/// unprepared (it passes their text) and the consuming thread parses and prepares them
 /// itself, so neither thread waits on the other for long. The records go back to the reading
 /// thread to be freed there (memory freed by the thread that allocated it is cheaper to free,
 /// and keeps the allocator's arenas apart). Documents (Bundles, arrays) are read whole and
@@ -214,12 +244,12 @@ pub fn read_input_prepared<P: Send>(
     filter: Option<SyncLineFilter<'_>>,
     pipelined: bool,
     prepare: &(dyn Fn(&Unit<'_>) -> P + Sync),
-    f: &mut dyn FnMut(Unit<'_>, Option<&mut P>) -> Result<()>,
+    f: &mut dyn FnMut(Place<'_>, std::result::Result<&mut P, BadRecord>) -> Result<()>,
 ) -> Result<()> {
     if !pipelined || !is_ndjson_name(path) {
-        return read_input_filtered(path, filter.map(|g| g as LineFilter<'_>), &mut |u| {
-            let mut p = u.resource.is_ok().then(|| prepare(&u));
-            f(u, p.as_mut())
+        return read_input_filtered(path, filter.map(|g| g as LineFilter<'_>), &mut |u| match &u.resource {
+            Ok(_) => f(u.place(), Ok(&mut prepare(&u))),
+            Err(b) => f(u.place(), Err(b.clone())),
         });
     }
     let file = File::open(path).map_err(|source| IngestError::Read { path: path.to_owned(), source })?;
@@ -234,10 +264,10 @@ pub fn read_input_prepared<P: Send>(
         let producer = scope.spawn(move || {
             let mut batch = Vec::with_capacity(PIPE_BATCH);
             let mut seq = 0u64;
-            // Line buffers of consumed records, reused.
+            // Line buffers of records the consumer prepared itself, reused.
             let mut spare: Vec<Vec<u8>> = Vec::new();
             let read = ndjson_lines(reader, path, filter.map(|g| g as LineFilter<'_>), &mut |line, text, parsed| {
-                let (resource, prepared) = match parsed.and_then(check_resource) {
+                let piped = match parsed.and_then(check_resource) {
                     Ok(v) => {
                         seq += 1;
                         // The consumer waiting: it prepares every third record; one batch
@@ -247,26 +277,30 @@ pub fn read_input_prepared<P: Send>(
                             1 => seq.is_multiple_of(6),
                             _ => false,
                         };
-                        let p = (!leave).then(|| {
+                        if leave {
+                            let mut owned = spare.pop().unwrap_or_default();
+                            owned.clear();
+                            owned.extend_from_slice(text);
+                            Piped::Text(line, owned)
+                        } else {
                             let loc = Location { line: Some(line), entry: None };
                             let unit =
                                 Unit { loc, resource: Ok(v), aliases: None, full_url: None, document_subject: None };
-                            prepare(&unit)
-                        });
-                        let mut owned = spare.pop().unwrap_or_default();
-                        owned.clear();
-                        owned.extend_from_slice(text);
-                        (Ok(owned), p)
+                            Piped::Prepared(line, prepare(&unit))
+                        }
                     }
-                    Err(b) => (Err(b), None),
+                    Err(b) => Piped::Bad(line, b),
                 };
-                batch.push(Piped { line, resource, prepared });
+                batch.push(piped);
                 if batch.len() < PIPE_BATCH {
                     return Ok(true);
                 }
                 let next = match back_rx.try_recv() {
                     Ok(mut used) => {
-                        spare.extend(used.drain(..).filter_map(|p: Piped<P>| p.resource.ok()));
+                        spare.extend(used.drain(..).filter_map(|p: Piped<P>| match p {
+                            Piped::Text(_, t) => Some(t),
+                            _ => None,
+                        }));
                         used
                     }
                     Err(_) => Vec::with_capacity(PIPE_BATCH),
@@ -287,26 +321,32 @@ pub fn read_input_prepared<P: Send>(
         'batches: for mut batch in &rx {
             queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             for p in &mut batch {
-                let loc = Location { line: Some(p.line), entry: None };
-                let done = match &p.resource {
-                    Ok(text) => parser.parse(text, |parsed| {
-                        let resource = parsed.map_err(|e| invalid_json(&e, text)).and_then(check_resource);
-                        let unit = Unit { loc, resource, aliases: None, full_url: None, document_subject: None };
-                        // Left unprepared by the reading thread: prepared here.
-                        if p.prepared.is_none() && unit.resource.is_ok() {
-                            p.prepared = Some(prepare(&unit));
-                        }
-                        f(unit, p.prepared.as_mut())
-                    }),
-                    Err(b) => {
-                        let unit = Unit {
-                            loc,
-                            resource: Err(b.clone()),
-                            aliases: None,
-                            full_url: None,
-                            document_subject: None,
-                        };
-                        f(unit, p.prepared.as_mut())
+                let done = match p {
+                    Piped::Prepared(line, prepared) => {
+                        let loc = Location { line: Some(*line), entry: None };
+                        f(place(&loc), Ok(prepared))
+                    }
+                    Piped::Text(line, text) => {
+                        let loc = Location { line: Some(*line), entry: None };
+                        // Left unprepared by the reading thread: parsed and prepared here.
+                        parser.parse(text, |parsed| {
+                            let resource = parsed.map_err(|e| invalid_json(&e, text)).and_then(check_resource);
+                            let unit = Unit {
+                                loc: loc.clone(),
+                                resource,
+                                aliases: None,
+                                full_url: None,
+                                document_subject: None,
+                            };
+                            match &unit.resource {
+                                Ok(_) => f(place(&loc), Ok(&mut prepare(&unit))),
+                                Err(b) => f(place(&loc), Err(b.clone())),
+                            }
+                        })
+                    }
+                    Piped::Bad(line, b) => {
+                        let loc = Location { line: Some(*line), entry: None };
+                        f(place(&loc), Err(b.clone()))
                     }
                 };
                 if let Err(e) = done {
@@ -321,6 +361,11 @@ pub fn read_input_prepared<P: Send>(
         let produced = producer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         consumed.and(produced)
     })
+}
+
+/// The place of an NDJSON line.
+fn place(loc: &Location) -> Place<'_> {
+    Place { loc, aliases: None, full_url: None, document_subject: None }
 }
 
 fn trim_ascii(b: &[u8]) -> &[u8] {
@@ -414,12 +459,15 @@ mod tests {
             u.resource.as_ref().ok().and_then(|r| r.str_of("id")).map(str::to_owned)
         };
         let mut seen = Vec::new();
-        read_input_prepared(&nd, None, true, &prepare, &mut |u, p| {
-            let line = u.loc.line.expect("line");
-            match (&u.resource, p) {
-                (Ok(r), Some(Some(id))) => assert_eq!(r.str_of("id"), Some(id.as_str())),
-                (Err(b), None) => assert_eq!(b.reason, "invalid_json"),
-                other => panic!("line {line}: {:?}", other.0.as_ref().err()),
+        read_input_prepared(&nd, None, true, &prepare, &mut |place, p| {
+            let line = place.loc.line.expect("line");
+            match p {
+                Ok(Some(id)) => assert_eq!(*id, format!("o{}", line - 1)),
+                Err(b) => {
+                    assert_eq!(b.reason, "invalid_json");
+                    assert_eq!((line - 1) % 500, 7, "line {line}");
+                }
+                Ok(None) => panic!("line {line}: prepared without an id"),
             }
             seen.push(line);
             Ok(())
