@@ -18,7 +18,9 @@
 //! resource whose subject resolves to it is consent-excluded too (not `unresolved_subject`).
 //! Counts are per record (resource), so records = loaded + quarantined + consent-excluded.
 
-use std::collections::{HashMap, HashSet};
+// foldhash: seeded per process like std's SipHash (input ids cannot be chosen to collide
+// without the seed) and several times cheaper on the short keys hashed per record here.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, NaiveDate};
