@@ -914,19 +914,24 @@ fn references_supporting_type(r: &str) -> bool {
     SUPPORTING.contains(&super::fhirpath::reference_type_plain(r))
 }
 
+/// Every string `reference` member under `v` (an object or an array), outside `contained`.
+/// Only containers are descended into: most members are scalars, decided in place.
 fn walk_references(v: J<'_>, f: &mut dyn FnMut(&str)) {
+    let container = |x: J<'_>| x.is_object() || x.is_array();
     if v.is_object() {
         for (k, x) in v.members() {
-            if k == "contained" {
-                continue;
-            }
-            match x.as_str() {
-                Some(s) if k == "reference" => f(s),
-                _ => walk_references(x, f),
+            if container(x) {
+                if !key_eq(k, "contained") {
+                    walk_references(x, f);
+                }
+            } else if key_eq(k, "reference")
+                && let Some(s) = x.as_str()
+            {
+                f(s);
             }
         }
-    } else if v.is_array() {
-        v.elements().for_each(|x| walk_references(x, f));
+    } else {
+        v.elements().filter(|x| container(*x)).for_each(|x| walk_references(x, f));
     }
 }
 
@@ -1067,6 +1072,27 @@ fn display(p: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_are_found_at_any_depth_outside_contained() {
+        let res = serde_json::json!({
+            "resourceType": "Observation",
+            "subject": {"reference": "Patient/1"},
+            "performer": [{"reference": "#p1"}, {"display": "x"}, "reference"],
+            "contained": [{"resourceType": "Practitioner", "id": "p1", "x": {"reference": "Organization/9"}}],
+            "basedOn": [[{"reference": "ServiceRequest/2"}]],
+            "note": {"reference": {"reference": "Encounter/3"}},
+            "reference": "Location/4",
+            "extension": [{"valueReference": {"reference": 5}}]
+        });
+        let text = res.to_string();
+        let mut found = Vec::new();
+        super::super::json::Parser::new().parse(text.as_bytes(), |r| {
+            walk_references(r.expect("json"), &mut |s| found.push(s.to_owned()));
+        });
+        found.sort();
+        assert_eq!(found, ["#p1", "Encounter/3", "Location/4", "Patient/1", "ServiceRequest/2"]);
+    }
 
     #[test]
     fn dates_and_codes() {

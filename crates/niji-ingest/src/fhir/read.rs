@@ -144,22 +144,30 @@ fn read_ndjson(
     filter: Option<LineFilter<'_>>,
     f: &mut dyn FnMut(Unit<'_>) -> Result<()>,
 ) -> Result<()> {
-    ndjson_lines(r, path, filter, &mut |line_no, _, parsed| {
-        let loc = Location { line: Some(line_no), entry: None };
-        let resource = parsed.and_then(check_resource);
-        f(Unit { loc, resource, aliases: None, full_url: None, document_subject: None })?;
-        Ok(true)
+    ndjson_lines(r, path, filter, &mut |line_no, text, parser| {
+        parse_line(parser, text, |parsed| {
+            let loc = Location { line: Some(line_no), entry: None };
+            let resource = parsed.and_then(check_resource);
+            f(Unit { loc, resource, aliases: None, full_url: None, document_subject: None })?;
+            Ok(true)
+        })
     })
 }
 
 /// A parsed record: the value, or why the text is not one.
 type Parsed<'a> = std::result::Result<J<'a>, BadRecord>;
 
-/// What the NDJSON loop calls per line: (line number, text, parsed) → go on?
-type OnLine<'f> = dyn FnMut(u64, &[u8], Parsed<'_>) -> Result<bool> + 'f;
+/// What the NDJSON loop calls per line: (line number, text, a parser for it) → go on?
+type OnLine<'f> = dyn FnMut(u64, &[u8], &mut Parser) -> Result<bool> + 'f;
 
-/// The NDJSON loop: each non-blank line that passes the filter, parsed, with its 1-based
-/// number and its text. `f` returns false to stop early.
+/// A line parsed, or why it is not JSON, given to `f`.
+fn parse_line<T>(parser: &mut Parser, text: &[u8], f: impl FnOnce(Parsed<'_>) -> Result<T>) -> Result<T> {
+    parser.parse(text, |parsed| f(parsed.map_err(|e| invalid_json(&e, text))))
+}
+
+/// The NDJSON loop: each non-blank line that passes the filter, with its 1-based number and
+/// the loop's parser (`f` parses the line, or leaves it unparsed). `f` returns false to stop
+/// early.
 fn ndjson_lines(mut r: impl BufRead, path: &Path, filter: Option<LineFilter<'_>>, f: &mut OnLine<'_>) -> Result<()> {
     let mut buf = Vec::with_capacity(1 << 16);
     let mut parser = Parser::new();
@@ -175,8 +183,7 @@ fn ndjson_lines(mut r: impl BufRead, path: &Path, filter: Option<LineFilter<'_>>
         if text.is_empty() || filter.is_some_and(|keep| !keep(line_no, text)) {
             continue;
         }
-        let more = parser.parse(text, |parsed| f(line_no, text, parsed.map_err(|e| invalid_json(&e, text))))?;
-        if !more {
+        if !f(line_no, text, &mut parser)? {
             return Ok(());
         }
     }
@@ -193,7 +200,7 @@ enum Piped<P> {
     /// Parsed and prepared: the consumer needs nothing else (no second parse).
     Prepared(u64, P),
     /// Left to the consumer (see the balancing in [`read_input_prepared`]): the line's text,
-    /// which it parses again and prepares itself.
+    /// unparsed, which it parses and prepares itself.
     Text(u64, Vec<u8>),
     /// Not a resource, and why.
     Bad(u64, BadRecord),
@@ -225,6 +232,10 @@ impl<'a> Unit<'a> {
     }
 }
 
+/// The consumer of [`read_input_prepared`]: a record's place and what `prepare` made of it
+/// (or why it is not a resource).
+pub type OnPrepared<'f, P> = dyn FnMut(Place<'_>, std::result::Result<&mut P, BadRecord>) -> Result<()> + 'f;
+
 /// As [`read_input_filtered`], with a `prepare` step run exactly once on each resource; `f`
 /// gets the record's [`Place`] and what `prepare` made of it (or why it is not a resource),
 /// never the parsed resource itself: whatever `f` needs of it, `prepare` extracts.
@@ -234,7 +245,7 @@ impl<'a> Unit<'a> {
 /// `prepare` overlap with `f` on two cores; `f` still sees every record, in order, exactly as
 /// without it, and a prepared record is not parsed twice. The work is balanced: when the
 /// consuming thread runs dry (no batch waiting), the reading thread leaves some records
-/// unprepared (it passes their text) and the consuming thread parses and prepares them
+/// unparsed (it passes their text) and the consuming thread parses and prepares them
 /// itself, so neither thread waits on the other for long. The records go back to the reading
 /// thread to be freed there (memory freed by the thread that allocated it is cheaper to free,
 /// and keeps the allocator's arenas apart). Documents (Bundles, arrays) are read whole and
@@ -244,7 +255,7 @@ pub fn read_input_prepared<P: Send>(
     filter: Option<SyncLineFilter<'_>>,
     pipelined: bool,
     prepare: &(dyn Fn(&Unit<'_>) -> P + Sync),
-    f: &mut dyn FnMut(Place<'_>, std::result::Result<&mut P, BadRecord>) -> Result<()>,
+    f: &mut OnPrepared<'_, P>,
 ) -> Result<()> {
     if !pipelined || !is_ndjson_name(path) {
         return read_input_filtered(path, filter.map(|g| g as LineFilter<'_>), &mut |u| match &u.resource {
@@ -266,30 +277,37 @@ pub fn read_input_prepared<P: Send>(
             let mut seq = 0u64;
             // Line buffers of records the consumer prepared itself, reused.
             let mut spare: Vec<Vec<u8>> = Vec::new();
-            let read = ndjson_lines(reader, path, filter.map(|g| g as LineFilter<'_>), &mut |line, text, parsed| {
-                let piped = match parsed.and_then(check_resource) {
-                    Ok(v) => {
-                        seq += 1;
-                        // The consumer waiting: it prepares every third record; one batch
-                        // waiting: every sixth; more: none.
-                        let leave = match queued.load(std::sync::atomic::Ordering::Relaxed) {
-                            0 => seq.is_multiple_of(3),
-                            1 => seq.is_multiple_of(6),
-                            _ => false,
-                        };
-                        if leave {
-                            let mut owned = spare.pop().unwrap_or_default();
-                            owned.clear();
-                            owned.extend_from_slice(text);
-                            Piped::Text(line, owned)
-                        } else {
-                            let loc = Location { line: Some(line), entry: None };
-                            let unit =
-                                Unit { loc, resource: Ok(v), aliases: None, full_url: None, document_subject: None };
-                            Piped::Prepared(line, prepare(&unit))
-                        }
-                    }
-                    Err(b) => Piped::Bad(line, b),
+            let read = ndjson_lines(reader, path, filter.map(|g| g as LineFilter<'_>), &mut |line, text, parser| {
+                seq += 1;
+                // The consumer waiting: it parses and prepares every third line; one batch
+                // waiting: every sixth; more: none. A line left to it is not parsed here.
+                let leave = match queued.load(std::sync::atomic::Ordering::Relaxed) {
+                    0 => seq.is_multiple_of(3),
+                    1 => seq.is_multiple_of(6),
+                    _ => false,
+                };
+                let piped = if leave {
+                    let mut owned = spare.pop().unwrap_or_default();
+                    owned.clear();
+                    owned.extend_from_slice(text);
+                    Piped::Text(line, owned)
+                } else {
+                    parse_line(parser, text, |parsed| {
+                        Ok(match parsed.and_then(check_resource) {
+                            Ok(v) => {
+                                let loc = Location { line: Some(line), entry: None };
+                                let unit = Unit {
+                                    loc,
+                                    resource: Ok(v),
+                                    aliases: None,
+                                    full_url: None,
+                                    document_subject: None,
+                                };
+                                Piped::Prepared(line, prepare(&unit))
+                            }
+                            Err(b) => Piped::Bad(line, b),
+                        })
+                    })?
                 };
                 batch.push(piped);
                 if batch.len() < PIPE_BATCH {
@@ -328,9 +346,9 @@ pub fn read_input_prepared<P: Send>(
                     }
                     Piped::Text(line, text) => {
                         let loc = Location { line: Some(*line), entry: None };
-                        // Left unprepared by the reading thread: parsed and prepared here.
-                        parser.parse(text, |parsed| {
-                            let resource = parsed.map_err(|e| invalid_json(&e, text)).and_then(check_resource);
+                        // Left unparsed by the reading thread: parsed and prepared here.
+                        parse_line(&mut parser, text, |parsed| {
+                            let resource = parsed.and_then(check_resource);
                             let unit = Unit {
                                 loc: loc.clone(),
                                 resource,
