@@ -1240,31 +1240,35 @@ fn reference_key(reference: &str, ctx: &Ctx<'_>) -> String {
 /// The key `Type/id` of a relative or absolute reference (`_history` dropped); other
 /// references (`urn:uuid:…`) are their own key.
 pub fn reference_key_plain(reference: &str) -> String {
-    let r = match history_at(reference) {
-        Some(i) => &reference[..i],
-        None => reference,
-    };
-    if r.starts_with("urn:") {
-        return r.to_owned();
-    }
-    let mut it = r.rsplit('/');
-    match (it.next(), it.next()) {
-        (Some(id), Some(ty)) => join3(ty, "/", id),
-        _ => r.to_owned(),
+    match reference_parts(reference) {
+        Ok((ty, id)) => join3(ty, "/", id),
+        Err(whole) => whole.to_owned(),
     }
 }
 
 /// The type of [`reference_key_plain`]'s key (what comes before its first `/`), without
 /// building the key.
 pub fn reference_type_plain(reference: &str) -> &str {
+    match reference_parts(reference) {
+        Ok((ty, _)) => ty,
+        Err(whole) => whole.split('/').next().unwrap_or_default(),
+    }
+}
+
+/// A reference without its `/_history/…` as `(type, id)` (its last two segments), or whole
+/// when it is a `urn:` or has a single segment: what [`reference_key_plain`] builds its key of.
+fn reference_parts(reference: &str) -> Result<(&str, &str), &str> {
     let r = match history_at(reference) {
         Some(i) => &reference[..i],
         None => reference,
     };
+    if r.starts_with("urn:") {
+        return Err(r);
+    }
     let mut it = r.rsplit('/');
-    match (r.starts_with("urn:"), it.next(), it.next()) {
-        (false, Some(_), Some(ty)) => ty,
-        _ => r.split('/').next().unwrap_or_default(),
+    match (it.next(), it.next()) {
+        (Some(id), Some(ty)) => Ok((ty, id)),
+        _ => Err(r),
     }
 }
 

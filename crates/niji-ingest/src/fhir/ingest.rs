@@ -160,6 +160,11 @@ fn reject(reason: &'static str, field: &str, detail: impl Into<String>) -> Rejec
 }
 
 impl Row<'_> {
+    /// The key of the row's resource: its `resource_key` column, else the entry's `fullUrl`.
+    fn record_key<'s>(&'s self, full_url: Option<&'s str>) -> Rej<Option<&'s str>> {
+        Ok(self.text("resource_key")?.or(full_url))
+    }
+
     fn cell(&self, name: &str) -> &Cell {
         self.view.columns.iter().position(|c| key_eq(&c.name, name)).map_or(&Cell::Null, |i| &self.cells[i])
     }
@@ -362,7 +367,7 @@ impl<'k> Run<'k> {
         let Ok(res) = unit.resource else { return p };
         let rt = res.str_of("resourceType").unwrap_or_default();
         p.rt = rt.to_owned();
-        if rt == "Patient" || (SUPPORTING.contains(&rt) && maps.view(rt).is_none()) {
+        if rt == "Patient" || reference_only(maps, rt) {
             return p;
         }
         p.views = Self::eval(maps, res, unit);
@@ -527,10 +532,7 @@ impl<'k> Run<'k> {
     }
 
     fn resolve_subject(&self, row: &Row<'_>, unit: Place<'_>) -> Rej<&Person> {
-        let doc = unit.document_subject.map(|r| match unit.aliases.and_then(|a| a.get(r)) {
-            Some(k) => k.clone(),
-            None => super::fhirpath::reference_key_plain(r),
-        });
+        let doc = unit.document_subject.map(|r| reference_key(r, unit.aliases));
         let by_key = row.text("subject_key")?.or(doc.as_deref());
         let by_ident = row.text("subject_identifier")?;
         if by_key.is_none() && by_ident.is_none() {
@@ -554,7 +556,7 @@ impl<'k> Run<'k> {
     ) -> Rej<Option<String>> {
         let Some(r) = reference else { return Ok(None) };
         if let Some(local) = r.strip_prefix('#') {
-            let ckey = format!("{container_key}#{local}");
+            let ckey = contained_key(container_key, local);
             let Some((_, rows)) = contained.iter().find(|(k, _)| *k == ckey) else { return Ok(None) };
             let maps = self.maps;
             let Some(view) = maps.view("Encounter") else { return Ok(None) };
@@ -568,11 +570,7 @@ impl<'k> Run<'k> {
             self.write_visit(&erow, &vid, person)?;
             return Ok(Some(vid));
         }
-        let key = match unit.aliases.and_then(|a| a.get(r)) {
-            Some(k) => k.clone(),
-            None => super::fhirpath::reference_key_plain(r),
-        };
-        Ok(Some(self.record_id(&key)))
+        Ok(Some(self.record_id(&reference_key(r, unit.aliases))))
     }
 
     fn write_visit(&mut self, row: &Row<'_>, vid: &str, person: &str) -> Rej<()> {
@@ -624,7 +622,7 @@ impl<'k> Run<'k> {
             return self.quarantine(file, unit.loc, Some(rt), None, "duplicate_record", "Patient seen twice");
         }
         c.records += 1;
-        if SUPPORTING.contains(&rt) && self.maps.view(rt).is_none() {
+        if reference_only(self.maps, rt) {
             // Reference-only resources (Practitioner, Organization, …) are consumed by
             // reference resolution and facility pseudonyms; they have no table of their own.
             c.loaded += 1;
@@ -684,8 +682,9 @@ impl<'k> Run<'k> {
         unit: Place<'_>,
     ) -> Rej<()> {
         let person = self.subject(row, unit)?;
-        let key = row.text("resource_key")?.map(str::to_owned).or_else(|| unit.full_url.map(str::to_owned));
-        let Some(key) = key else { return Err(reject("missing_id", "id", "resource has neither id nor fullUrl")) };
+        let Some(key) = row.record_key(unit.full_url)?.map(str::to_owned) else {
+            return Err(reject("missing_id", "id", "resource has neither id nor fullUrl"));
+        };
         let id = V::from(self.record_id(&key));
         let fhir = V::from("fhir");
         let codes = row.list("codes");
@@ -872,9 +871,9 @@ fn contained_visits(
         let Some(local) = row.text("encounter_reference").ok().flatten().and_then(|r| r.strip_prefix('#')) else {
             continue;
         };
-        let Some(key) = row.text("resource_key").ok().flatten().or(unit.full_url) else { continue };
+        let Some(key) = row.record_key(unit.full_url).ok().flatten() else { continue };
         let Some(enc) = res.array_of("contained").find(|c| c.str_of("id") == Some(local)) else { continue };
-        let ckey = format!("{key}#{local}");
+        let ckey = contained_key(key, local);
         if out.iter().any(|(k, _)| *k == ckey) {
             continue;
         }
@@ -900,18 +899,31 @@ fn unresolved_reference(known: &HashSet<String>, res: J<'_>, unit: &Unit<'_>) ->
         } else if let Some(key) = unit.aliases.and_then(|a| a.get(r)) {
             let ty = key.split('/').next().unwrap_or_default();
             unresolved |= SUPPORTING.contains(&ty) && !known.contains(key);
-        } else if references_supporting_type(r) {
+        } else if SUPPORTING.contains(&super::fhirpath::reference_type_plain(r)) {
+            // The type first: most references are to Patients, and need no key built.
             unresolved |= !known.contains(&super::fhirpath::reference_key_plain(r));
         }
     });
     unresolved
 }
 
-/// Whether a relative or absolute reference (`Type/id`, `…/Type/id/_history/n`) names a
-/// supporting type, as the type of [`super::fhirpath::reference_key_plain`] would, without
-/// building the key (most references are to Patients).
-fn references_supporting_type(r: &str) -> bool {
-    SUPPORTING.contains(&super::fhirpath::reference_type_plain(r))
+/// The key a reference names: its alias in the Bundle, else [`super::fhirpath::reference_key_plain`].
+fn reference_key(r: &str, aliases: Option<&std::collections::HashMap<String, String>>) -> String {
+    match aliases.and_then(|a| a.get(r)) {
+        Some(k) => k.clone(),
+        None => super::fhirpath::reference_key_plain(r),
+    }
+}
+
+/// The key of a contained resource: its container's key and its local id.
+fn contained_key(container: &str, local: &str) -> String {
+    format!("{container}#{local}")
+}
+
+/// A supporting type without a mapping view: its resources are consumed by reference
+/// resolution and facility pseudonyms, with no table of their own.
+fn reference_only(maps: &Mappings, rt: &str) -> bool {
+    SUPPORTING.contains(&rt) && maps.view(rt).is_none()
 }
 
 /// Every string `reference` member under `v` (an object or an array), outside `contained`.

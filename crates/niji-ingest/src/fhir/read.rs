@@ -146,9 +146,7 @@ fn read_ndjson(
 ) -> Result<()> {
     ndjson_lines(r, path, filter, &mut |line_no, text, parser| {
         parse_line(parser, text, |parsed| {
-            let loc = Location { line: Some(line_no), entry: None };
-            let resource = parsed.and_then(check_resource);
-            f(Unit { loc, resource, aliases: None, full_url: None, document_subject: None })?;
+            f(line_unit(line_no, parsed.and_then(check_resource)))?;
             Ok(true)
         })
     })
@@ -159,6 +157,17 @@ type Parsed<'a> = std::result::Result<J<'a>, BadRecord>;
 
 /// What the NDJSON loop calls per line: (line number, text, a parser for it) → go on?
 type OnLine<'f> = dyn FnMut(u64, &[u8], &mut Parser) -> Result<bool> + 'f;
+
+/// The record of an NDJSON line.
+fn line_unit(line: u64, resource: Parsed<'_>) -> Unit<'_> {
+    Unit {
+        loc: Location { line: Some(line), entry: None },
+        resource,
+        aliases: None,
+        full_url: None,
+        document_subject: None,
+    }
+}
 
 /// A line parsed, or why it is not JSON, given to `f`.
 fn parse_line<T>(parser: &mut Parser, text: &[u8], f: impl FnOnce(Parsed<'_>) -> Result<T>) -> Result<T> {
@@ -258,10 +267,7 @@ pub fn read_input_prepared<P: Send>(
     f: &mut OnPrepared<'_, P>,
 ) -> Result<()> {
     if !pipelined || !is_ndjson_name(path) {
-        return read_input_filtered(path, filter.map(|g| g as LineFilter<'_>), &mut |u| match &u.resource {
-            Ok(_) => f(u.place(), Ok(&mut prepare(&u))),
-            Err(b) => f(u.place(), Err(b.clone())),
-        });
+        return read_input_filtered(path, filter.map(|g| g as LineFilter<'_>), &mut |u| hand_over(&u, prepare, f));
     }
     let file = File::open(path).map_err(|source| IngestError::Read { path: path.to_owned(), source })?;
     let reader = BufReader::with_capacity(1 << 20, file);
@@ -293,18 +299,9 @@ pub fn read_input_prepared<P: Send>(
                     Piped::Text(line, owned)
                 } else {
                     parse_line(parser, text, |parsed| {
-                        Ok(match parsed.and_then(check_resource) {
-                            Ok(v) => {
-                                let loc = Location { line: Some(line), entry: None };
-                                let unit = Unit {
-                                    loc,
-                                    resource: Ok(v),
-                                    aliases: None,
-                                    full_url: None,
-                                    document_subject: None,
-                                };
-                                Piped::Prepared(line, prepare(&unit))
-                            }
+                        let unit = line_unit(line, parsed.and_then(check_resource));
+                        Ok(match unit.resource {
+                            Ok(_) => Piped::Prepared(line, prepare(&unit)),
                             Err(b) => Piped::Bad(line, b),
                         })
                     })?
@@ -344,24 +341,10 @@ pub fn read_input_prepared<P: Send>(
                         let loc = Location { line: Some(*line), entry: None };
                         f(place(&loc), Ok(prepared))
                     }
-                    Piped::Text(line, text) => {
-                        let loc = Location { line: Some(*line), entry: None };
-                        // Left unparsed by the reading thread: parsed and prepared here.
-                        parse_line(&mut parser, text, |parsed| {
-                            let resource = parsed.and_then(check_resource);
-                            let unit = Unit {
-                                loc: loc.clone(),
-                                resource,
-                                aliases: None,
-                                full_url: None,
-                                document_subject: None,
-                            };
-                            match &unit.resource {
-                                Ok(_) => f(place(&loc), Ok(&mut prepare(&unit))),
-                                Err(b) => f(place(&loc), Err(b.clone())),
-                            }
-                        })
-                    }
+                    // Left unparsed by the reading thread: parsed and prepared here.
+                    Piped::Text(line, text) => parse_line(&mut parser, text, |parsed| {
+                        hand_over(&line_unit(*line, parsed.and_then(check_resource)), prepare, f)
+                    }),
                     Piped::Bad(line, b) => {
                         let loc = Location { line: Some(*line), entry: None };
                         f(place(&loc), Err(b.clone()))
@@ -379,6 +362,14 @@ pub fn read_input_prepared<P: Send>(
         let produced = producer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         consumed.and(produced)
     })
+}
+
+/// `f` given a record's place and its prepared resource, or why it is not a resource.
+fn hand_over<P>(u: &Unit<'_>, prepare: &(dyn Fn(&Unit<'_>) -> P + Sync), f: &mut OnPrepared<'_, P>) -> Result<()> {
+    match &u.resource {
+        Ok(_) => f(u.place(), Ok(&mut prepare(u))),
+        Err(b) => f(u.place(), Err(b.clone())),
+    }
 }
 
 /// The place of an NDJSON line.
