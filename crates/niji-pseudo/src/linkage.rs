@@ -95,8 +95,8 @@ fn id1(key: &PseudonymKey, ids: &Identifiers<'_>, birth: &str, sex: &str) -> Res
     };
     let ins = normalize::insurer_number(ins)?;
     // 後期高齢者医療 cards (and some 国保 cards) have no 記号: it enters ID1 as empty, as in the NDB.
-    let kigo = match ids.kigo.filter(|k| !normalize::kana(k).is_empty()) {
-        Some(k) => normalize::card_symbol("kigo", k)?,
+    let kigo = match ids.kigo.map(normalize::kana).filter(|k| !k.is_empty()) {
+        Some(k) => normalize::card_symbol_folded("kigo", &k)?,
         None => String::new(),
     };
     let bango = normalize::card_symbol("bango", bango)?;
@@ -106,10 +106,11 @@ fn id1(key: &PseudonymKey, ids: &Identifiers<'_>, birth: &str, sex: &str) -> Res
 fn id2(key: &PseudonymKey, ids: &Identifiers<'_>, birth: &str, sex: &str) -> Result<Option<String>> {
     let Some(raw) = ids.kana_name else { return Ok(None) };
     // A kana field holding only blanks or separators is absent, not malformed.
-    if normalize::kana(raw).is_empty() {
+    let k = normalize::kana(raw);
+    if k.is_empty() {
         return Ok(None);
     }
-    let k = normalize::kana_name(raw)?;
+    let k = normalize::kana_name_folded(k)?;
     Ok(Some(key.pseudonym(Domain::PersonId2, &[&k, birth, sex])))
 }
 

@@ -18,6 +18,11 @@ pub fn nfkc_compact(s: &str) -> String {
     fixpoint(s, compact_once)
 }
 
+/// A character a folding pass leaves as it is once it has produced it (see [`fixpoint`]).
+fn stable_once_folded(c: char) -> bool {
+    c.is_ascii() || ('\u{30A1}'..='\u{30FA}').contains(&c)
+}
+
 /// One pass of [`nfkc_compact`].
 fn compact_once(t: &str) -> String {
     t.nfkc().filter(|c| !c.is_whitespace()).collect()
@@ -29,7 +34,7 @@ fn compact_once(t: &str) -> String {
 /// so the check pass (a second NFKC) is skipped for it, which is most identifiers.
 fn fixpoint(s: &str, f: impl Fn(&str) -> String) -> String {
     let mut cur = f(s);
-    if cur.chars().all(|c| c.is_ascii() || ('\u{30A1}'..='\u{30FA}').contains(&c)) {
+    if cur.chars().all(stable_once_folded) {
         return cur;
     }
     for _ in 0..4 {
@@ -63,8 +68,13 @@ pub fn insurer_number(s: &str) -> Result<String> {
 /// upper-cased, spaces and the separators `・`, `-`, `－`, `.` removed. Kana in 記号 are folded
 /// like names.
 pub fn card_symbol(field: &'static str, s: &str) -> Result<String> {
+    card_symbol_folded(field, &kana(s))
+}
+
+/// [`card_symbol`] of text already folded with [`kana`].
+pub(crate) fn card_symbol_folded(field: &'static str, folded: &str) -> Result<String> {
     let out: String =
-        kana(s).chars().filter(|c| !matches!(c, '-' | '.' | '_' | '/')).map(|c| c.to_ascii_uppercase()).collect();
+        folded.chars().filter(|c| !matches!(c, '-' | '.' | '_' | '/')).map(|c| c.to_ascii_uppercase()).collect();
     if out.is_empty() {
         return Err(PseudoError::MalformedIdentifier { field, reason: "empty" });
     }
@@ -115,7 +125,11 @@ fn is_separator(c: char) -> bool {
 /// sound marks) only. A name written in kanji or Latin letters in the kana field would never
 /// link and is reported instead of hashed.
 pub fn kana_name(s: &str) -> Result<String> {
-    let k = kana(s);
+    kana_name_folded(kana(s))
+}
+
+/// [`kana_name`] of text already folded with [`kana`].
+pub(crate) fn kana_name_folded(k: String) -> Result<String> {
     if k.is_empty() {
         return Err(PseudoError::MalformedIdentifier { field: "kana_name", reason: "empty" });
     }
@@ -292,13 +306,14 @@ mod tests {
         ] {
             for f in [kana_once, compact_once] {
                 let once = f(s);
-                if once.chars().all(|c| c.is_ascii() || ('\u{30A1}'..='\u{30FA}').contains(&c)) {
+                if once.chars().all(stable_once_folded) {
                     assert_eq!(f(&once), once, "{s:?}");
                 }
             }
         }
         // Every pair of characters the shortcut accepts (composition only joins neighbours).
         let accepted: Vec<char> = (' '..='~').chain('\u{30A1}'..='\u{30FA}').collect();
+        assert!(accepted.iter().all(|c| stable_once_folded(*c)));
         for a in &accepted {
             for b in &accepted {
                 let t: String = [*a, *b].into_iter().collect();
