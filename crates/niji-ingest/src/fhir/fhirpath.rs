@@ -82,6 +82,9 @@ pub struct Path {
     pub steps: Vec<Step>,
     /// `first()` ends the path: navigation stops at the first item.
     pub first: bool,
+    /// Where the first member is in the view's [`RootIndex`] (`u16::MAX`: not indexed), set by
+    /// [`Expr::index_roots`].
+    pub root_slot: u16,
 }
 
 /// One step of a fused [`Path`].
@@ -677,7 +680,7 @@ fn fuse(e: Expr) -> Expr {
                     p.steps.push(Step::Member(name));
                     Expr::Path(p)
                 }
-                base => Expr::Path(Box::new(Path { base, steps: vec![Step::Member(name)], first: false })),
+                base => Expr::Path(Box::new(Path { base, steps: vec![Step::Member(name)], first: false, root_slot: u16::MAX })),
             }
         }
         Expr::Call(base, f, args) => {
@@ -709,6 +712,59 @@ fn fuse(e: Expr) -> Expr {
 }
 
 impl Expr {
+    /// The first member name of every path in the expression (the names a path may look up
+    /// on the resource itself, which [`RootIndex`] answers without a scan).
+    pub fn root_names(&self, out: &mut Vec<String>) {
+        match self {
+            Expr::Path(p) => {
+                if let Some(Step::Member(n)) = p.steps.first() {
+                    out.push(n.clone());
+                }
+                p.base.root_names(out);
+            }
+            Expr::Member(b, n) => {
+                out.push(n.clone());
+                b.root_names(out);
+            }
+            Expr::Neg(b) | Expr::TypeOp(_, b, _) => b.root_names(out),
+            Expr::Call(b, _, args) => {
+                b.root_names(out);
+                for a in args {
+                    a.root_names(out);
+                }
+            }
+            Expr::Index(a, b) | Expr::Bin(_, a, b) => {
+                a.root_names(out);
+                b.root_names(out);
+            }
+            _ => {}
+        }
+    }
+
+    /// Point each path's first member at its slot in `names` (see [`Path::root_slot`]).
+    pub fn index_roots(&mut self, names: &RootNames) {
+        match self {
+            Expr::Path(p) => {
+                if let Some(Step::Member(n)) = p.steps.first() {
+                    p.root_slot = names.find(n).map_or(u16::MAX, |s| s as u16);
+                }
+                p.base.index_roots(names);
+            }
+            Expr::Member(b, _) | Expr::Neg(b) | Expr::TypeOp(_, b, _) => b.index_roots(names),
+            Expr::Call(b, _, args) => {
+                b.index_roots(names);
+                for a in args {
+                    a.index_roots(names);
+                }
+            }
+            Expr::Index(a, b) | Expr::Bin(_, a, b) => {
+                a.index_roots(names);
+                b.index_roots(names);
+            }
+            _ => {}
+        }
+    }
+
     /// Every `%name` the expression uses.
     pub fn constants(&self, out: &mut Vec<String>) {
         match self {
@@ -860,6 +916,191 @@ impl<'a> Item<'a> {
     }
 }
 
+/// The member names a view's paths may look up on the resource itself, in a small
+/// open-addressing table, so that a resource's members are matched against all of them in
+/// one pass ([`RootIndex::build`]) instead of one scan of the members per path.
+#[derive(Debug, Clone, Default)]
+pub struct RootNames {
+    names: Vec<String>,
+    /// Slot of each table position (`u16::MAX`: empty); the length is a power of two.
+    table: Vec<u16>,
+    /// Bit `n` set when a name is `n` bytes long (bit 63: 63 or more), so that most keys are
+    /// ruled out before they are hashed.
+    lengths: u64,
+}
+
+#[inline]
+fn length_bit(n: usize) -> u64 {
+    1u64 << n.min(63)
+}
+
+/// A table position of a name: its length and three of its bytes, mixed by a multiplication
+/// whose top `bits` bits are taken (the low bits of a product only see the low bits of the
+/// input).
+#[inline]
+fn name_slot(k: &[u8], bits: u32) -> usize {
+    let n = k.len();
+    if n == 0 {
+        return 0;
+    }
+    let x = (n as u32) | (u32::from(k[0]) << 8) | (u32::from(k[n - 1]) << 16) | (u32::from(k[n / 2]) << 24);
+    (x.wrapping_mul(0x9E37_79B9) >> (32 - bits)) as usize
+}
+
+impl RootNames {
+    /// The table of `names` (repeats are ignored).
+    pub fn new(mut names: Vec<String>) -> RootNames {
+        names.sort();
+        names.dedup();
+        names.truncate(usize::from(u16::MAX) - 1);
+        let size = (names.len() * 4).next_power_of_two().max(8);
+        let mut table = vec![u16::MAX; size];
+        let mut lengths = 0;
+        for (i, n) in names.iter().enumerate() {
+            lengths |= length_bit(n.len());
+            let mut at = name_slot(n.as_bytes(), size.trailing_zeros());
+            while table[at] != u16::MAX {
+                at = (at + 1) & (size - 1);
+            }
+            table[at] = i as u16;
+        }
+        RootNames { names, table, lengths }
+    }
+
+    /// The names, by slot (sorted).
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The slot of `key`, if it is one of the names.
+    #[inline]
+    pub fn find(&self, key: &str) -> Option<usize> {
+        if self.lengths & length_bit(key.len()) == 0 {
+            return None;
+        }
+        let mask = self.table.len() - 1;
+        let mut at = name_slot(key.as_bytes(), self.table.len().trailing_zeros());
+        loop {
+            let slot = self.table[at];
+            if slot == u16::MAX {
+                return None;
+            }
+            if key_eq(&self.names[usize::from(slot)], key) {
+                return Some(usize::from(slot));
+            }
+            at = (at + 1) & mask;
+        }
+    }
+}
+
+/// What one name finds on the resource: the member itself (the last one if repeated), and
+/// its choice-type members (`value` → `valueQuantity`): the first one and how many.
+#[derive(Debug, Clone, Copy, Default)]
+struct RootSlot<'a> {
+    exact: Option<J<'a>>,
+    choice: Option<(J<'a>, &'a str)>,
+    choices: u32,
+}
+
+/// The resource's members under each of a view's [`RootNames`], from one pass over them.
+/// Paths that start on the resource itself take their first step from here; it finds what
+/// [`lookup`] would.
+#[derive(Debug)]
+pub struct RootIndex<'a> {
+    resource: J<'a>,
+    resource_type: Option<&'a str>,
+    id: Option<&'a str>,
+    /// The slots of up to [`INLINE_SLOTS`] names (no allocation per resource), else `heap`.
+    inline: [RootSlot<'a>; INLINE_SLOTS],
+    heap: Vec<RootSlot<'a>>,
+}
+
+const INLINE_SLOTS: usize = 24;
+
+impl<'a> RootIndex<'a> {
+    /// The `resourceType` of the indexed resource.
+    pub fn resource_type(&self) -> Option<&'a str> {
+        self.resource_type
+    }
+
+    /// Index `resource` (an object) under `names`.
+    #[inline]
+    pub fn build(resource: J<'a>, names: &RootNames) -> RootIndex<'a> {
+        let n = names.names.len();
+        let mut inline = [RootSlot::default(); INLINE_SLOTS];
+        let mut heap = if n > INLINE_SLOTS { vec![RootSlot::default(); n] } else { Vec::new() };
+        let slots = if n > INLINE_SLOTS { &mut heap[..] } else { &mut inline[..n] };
+        let (mut resource_type, mut id) = (None, None);
+        for (k, x) in resource.members() {
+            if let Some(s) = names.find(k) {
+                slots[s].exact = Some(x);
+            }
+            if key_eq(k, "resourceType") {
+                resource_type = x.as_str();
+            } else if key_eq(k, "id") {
+                id = x.as_str();
+            }
+            // A choice-type member of `name` is `name` followed by an upper-case letter (only
+            // the lengths of names are candidates).
+            let mut short = names.lengths & (length_bit(k.len()) - 1) & !1 & !(1 << 63);
+            let short = std::iter::from_fn(|| {
+                let p = (short != 0).then(|| short.trailing_zeros() as usize)?;
+                short &= short - 1;
+                Some(p)
+            });
+            let long = if names.lengths & (1 << 63) != 0 { 63..k.len() } else { 0..0 };
+            for p in short.chain(long) {
+                if k.as_bytes()[p].is_ascii_uppercase()
+                    && let Some(s) = names.find(&k[..p])
+                {
+                    let slot = &mut slots[s];
+                    if slot.choices == 0 {
+                        slot.choice = Some((x, &k[p..]));
+                    }
+                    slot.choices += 1;
+                }
+            }
+        }
+        RootIndex { resource, resource_type, id, inline, heap }
+    }
+
+    /// [`walk`] from the resource itself along `name` (at `slot`) then `rest`; `None` when
+    /// the slot is not this index's.
+    #[inline]
+    fn walk(
+        &self,
+        it: &Item<'a>,
+        slot: u16,
+        name: &str,
+        rest: &'a [Step],
+        out: &mut Coll<'a>,
+        limit: usize,
+    ) -> Option<bool> {
+        let slots = if self.heap.is_empty() { &self.inline[..] } else { &self.heap[..] };
+        let slot = *slots.get(usize::from(slot))?;
+        Some(if let Some(x) = slot.exact {
+            walk_value(x, None, rest, out, limit)
+        } else if self.resource_type == Some(name) {
+            walk(it, rest, out, limit)
+        } else if slot.choices == 1 {
+            slot.choice.is_some_and(|(x, ty)| walk_value(x, Some(ty), rest, out, limit))
+        } else if slot.choices > 1 {
+            let mut done = false;
+            for (k, x) in self.resource.members() {
+                if let Some(ty) = choice_suffix(k, name)
+                    && walk_value(x, Some(ty), rest, out, limit)
+                {
+                    done = true;
+                    break;
+                }
+            }
+            done
+        } else {
+            false
+        })
+    }
+}
+
 /// Evaluation context: the resource, constants, `%rowIndex`, and reference aliases.
 #[derive(Debug, Clone, Copy)]
 pub struct Ctx<'a> {
@@ -873,6 +1114,8 @@ pub struct Ctx<'a> {
     pub aliases: Option<&'a HashMap<String, String>>,
     /// Key of the resource when it has no id (e.g. its fullUrl).
     pub resource_key: Option<&'a str>,
+    /// The resource's members under the view's root names, when the view built one.
+    pub root: Option<&'a RootIndex<'a>>,
 }
 
 /// A FHIRPath collection.
@@ -1289,8 +1532,11 @@ fn history_at(reference: &str) -> Option<usize> {
 
 /// The key of a resource: `Type/id`, else the alias the reader gave it (its fullUrl).
 pub fn resource_key(res: J<'_>, ctx: &Ctx<'_>) -> Option<String> {
-    let ty = res.str_of("resourceType")?;
-    match res.str_of("id") {
+    let (ty, id) = match ctx.root {
+        Some(ix) if res.same(ix.resource) => (ix.resource_type?, ix.id),
+        _ => (res.str_of("resourceType")?, res.str_of("id")),
+    };
+    match id {
         Some(id) => Some(join3(ty, "/", id)),
         None => ctx.resource_key.map(str::to_owned),
     }
@@ -1574,7 +1820,18 @@ pub fn eval<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Co
             let limit = if p.first { 1 } else { usize::MAX };
             let mut out = Coll::new();
             for it in from {
-                if walk(it, &p.steps, &mut out, limit) {
+                let done = match (ctx.root, p.steps.split_first(), it) {
+                    (Some(ix), Some((Step::Member(name), rest)), Item::Node(v, _))
+                        if p.root_slot != u16::MAX && v.same(ix.resource) =>
+                    {
+                        match ix.walk(it, p.root_slot, name, rest, &mut out, limit) {
+                            Some(d) => d,
+                            None => walk(it, &p.steps, &mut out, limit),
+                        }
+                    }
+                    _ => walk(it, &p.steps, &mut out, limit),
+                };
+                if done {
                     break;
                 }
             }
@@ -1841,7 +2098,7 @@ mod tests {
         let text = res.to_string();
         super::super::json::Parser::new().parse(text.as_bytes(), |r| {
             let res = r.expect("valid JSON");
-            let ctx = Ctx { resource: res, constants: &consts, row_index: 0, aliases: None, resource_key: None };
+            let ctx = Ctx { resource: res, constants: &consts, row_index: 0, aliases: None, resource_key: None, root: None };
             eval(&e, &[Item::Node(res, None)], &ctx).expect("eval").iter().map(Item::to_json).collect()
         })
     }
@@ -1972,12 +2229,33 @@ mod tests {
         assert!(parsed.len() > 150, "{} paths", parsed.len());
         assert!(parsed.iter().filter(|(f, _)| matches!(f, Expr::Path(_))).count() > 50);
         let consts = HashMap::new();
+        let mut names = Vec::new();
+        for (fused, _) in &parsed {
+            fused.root_names(&mut names);
+        }
+        let names = RootNames::new(names);
+        let parsed: Vec<(Expr, Expr)> = parsed
+            .into_iter()
+            .map(|(mut f, n)| {
+                f.index_roots(&names);
+                (f, n)
+            })
+            .collect();
+        // Texts as parsed (serde_json would keep one of a repeated key): repeated members,
+        // several choice-type members of one name, and a member named like the resource type.
+        let mut texts: Vec<String> = docs.iter().map(Value::to_string).collect();
+        texts.push(
+            r#"{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"s","code":"a"}],"text":"a"},"valueQuantity":{"value":1,"unit":"u"},"subject":{"reference":"Patient/1"},"status":"amended","valueString":"s","code":{"coding":[{"system":"s","code":"b"}],"text":"b"},"valueBoolean":true,"subject":{"reference":"Patient/2"}}"#.into(),
+        );
+        texts.push(r#"{"resourceType":"Patient","Patient":{"id":"inner"},"name":[{"family":"f"}],"deceasedDateTime":"2020"}"#.into());
         let (mut compared, mut nonempty) = (0usize, 0usize);
-        for doc in &docs {
-            let text = doc.to_string();
+        for text in &texts {
             super::super::json::Parser::new().parse(text.as_bytes(), |r| {
                 let res = r.expect("valid JSON");
-                let ctx = Ctx { resource: res, constants: &consts, row_index: 0, aliases: None, resource_key: None };
+                let ctx = Ctx { resource: res, constants: &consts, row_index: 0, aliases: None, resource_key: None, root: None };
+                // The same with the resource's members indexed, as views evaluate.
+                let index = RootIndex::build(res, &names);
+                let indexed = Ctx { root: Some(&index), ..ctx };
                 // Every object on the tape as a focus: the resource and the nodes under it.
                 let mut focuses = vec![res];
                 let mut i = 0;
@@ -1994,6 +2272,8 @@ mod tests {
                         let a = eval(fused, &input, &ctx).map(|c| c.into_vec());
                         let b = eval(nested, &input, &ctx).map(|c| c.into_vec());
                         assert_eq!(a, b, "{fused:?} on {f:?}");
+                        let c = eval(fused, &input, &indexed).map(|c| c.into_vec());
+                        assert_eq!(a, c, "{fused:?} on {f:?} with the root index");
                         compared += 1;
                         nonempty += usize::from(a.is_ok_and(|c| !c.is_empty()));
                     }

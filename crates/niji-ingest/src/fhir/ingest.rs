@@ -166,7 +166,7 @@ impl Row<'_> {
     }
 
     fn cell(&self, name: &str) -> &Cell {
-        self.view.columns.iter().position(|c| key_eq(&c.name, name)).map_or(&Cell::Null, |i| &self.cells[i])
+        self.view.column(name).and_then(|i| self.cells.get(i)).unwrap_or(&Cell::Null)
     }
 
     /// A text column; a value of another kind is a wrong-type rejection.

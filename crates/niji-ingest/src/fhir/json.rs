@@ -91,6 +91,12 @@ impl<'a> J<'a> {
         matches!(self.0[0], Node::Static(StaticNode::U64(u)) if i64::try_from(u).is_err())
     }
 
+    /// Whether `self` and `other` are the same node of the same tape (not merely equal).
+    #[inline]
+    pub fn same(self, other: J<'_>) -> bool {
+        std::ptr::eq(self.0.as_ptr().cast::<u8>(), other.0.as_ptr().cast::<u8>())
+    }
+
     /// Whether the value is an object.
     #[inline]
     pub fn is_object(self) -> bool {
@@ -169,7 +175,41 @@ impl<'a> J<'a> {
 /// short key).
 #[inline]
 pub fn key_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && same_bytes(a.as_bytes(), b.as_bytes())
+}
+
+/// Equality of two byte strings of the same length: up to 16 bytes as two overlapping words
+/// each, inline (FHIR member names are short), longer ones by `==`.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    let w8 = |x: &[u8], at: usize| x.get(at..at + 8).and_then(|s| s.try_into().ok()).map(u64::from_ne_bytes);
+    let w4 = |x: &[u8], at: usize| x.get(at..at + 4).and_then(|s| s.try_into().ok()).map(u32::from_ne_bytes);
+    match n {
+        8..=16 => w8(a, 0) == w8(b, 0) && w8(a, n - 8) == w8(b, n - 8),
+        4..=7 => w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4),
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::key_eq;
+
+    /// Every length up to 40 against a copy and against each one-byte change of it.
+    #[test]
+    fn keys_are_equal_exactly_when_their_bytes_are() {
+        for n in 0..40usize {
+            let a: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            assert!(key_eq(&a, &a.clone()), "{n}");
+            for i in 0..n {
+                let mut b = a.clone().into_bytes();
+                b[i] = b'Z';
+                assert!(!key_eq(&a, std::str::from_utf8(&b).unwrap_or_default()), "{n} at {i}");
+            }
+            assert!(!key_eq(&a, &format!("{a}x")));
+        }
+    }
 }
 
 /// Iterator over an object's members.

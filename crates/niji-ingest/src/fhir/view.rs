@@ -10,7 +10,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use serde_json::{Map, Value};
 
-use super::fhirpath::{self, Coll, Const, Ctx, Expr, Item};
+use super::fhirpath::{self, Coll, Const, Ctx, Expr, Item, RootIndex, RootNames};
 use super::json::{J, Kind, Parser};
 use crate::IngestError;
 
@@ -156,6 +156,33 @@ enum Iter {
     Repeat(Vec<(Expr, String)>),
 }
 
+impl Select {
+    /// [`Expr::root_names`] of the iteration paths, here and in nested selects (columns are
+    /// visited by the view).
+    fn root_names(&self, out: &mut Vec<String>) {
+        match &self.iter {
+            Iter::None => {}
+            Iter::ForEach(e, _) | Iter::ForEachOrNull(e, _) => e.root_names(out),
+            Iter::Repeat(ps) => ps.iter().for_each(|(e, _)| e.root_names(out)),
+        }
+        for s in self.selects.iter().chain(&self.union) {
+            s.root_names(out);
+        }
+    }
+
+    /// [`Expr::index_roots`] on the iteration paths, here and in nested selects.
+    fn index_roots(&mut self, names: &RootNames) {
+        match &mut self.iter {
+            Iter::None => {}
+            Iter::ForEach(e, _) | Iter::ForEachOrNull(e, _) => e.index_roots(names),
+            Iter::Repeat(ps) => ps.iter_mut().for_each(|(e, _)| e.index_roots(names)),
+        }
+        for s in self.selects.iter_mut().chain(&mut self.union) {
+            s.index_roots(names);
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Select {
     iter: Iter,
@@ -183,6 +210,11 @@ pub struct View {
     constants: HashMap<String, (Const, String)>,
     wheres: Vec<(Expr, String)>,
     selects: Vec<Select>,
+    /// Member names the view's paths may look up on the resource itself.
+    root_names: RootNames,
+    /// Output column names, and the output position of each of their slots.
+    column_names: RootNames,
+    column_at: Vec<usize>,
 }
 
 fn parse_path(p: &str) -> Result<Expr> {
@@ -334,7 +366,7 @@ impl View {
         let Some(sel) = obj.get("select").and_then(Value::as_array).filter(|a| !a.is_empty()) else {
             return invalid("`select` must be a non-empty array");
         };
-        let selects = sel.iter().map(|s| comp.select(s)).collect::<Result<Vec<_>>>()?;
+        let mut selects = sel.iter().map(|s| comp.select(s)).collect::<Result<Vec<_>>>()?;
         let mut wheres = Vec::new();
         if let Some(ws) = obj.get("where") {
             let Some(arr) = ws.as_array() else { return invalid("`where` must be an array") };
@@ -378,9 +410,53 @@ impl View {
         for s in &selects {
             assign(s, &mut slots);
         }
-        let columns = ordered.iter().map(|&d| comp.columns[d].clone()).collect();
+        let mut names = Vec::new();
+        for (e, _) in &wheres {
+            e.root_names(&mut names);
+        }
+        for c in &comp.columns {
+            c.path.root_names(&mut names);
+        }
+        for s in &selects {
+            s.root_names(&mut names);
+        }
+        let root_names = RootNames::new(names);
+        for (e, _) in &mut wheres {
+            e.index_roots(&root_names);
+        }
+        for c in &mut comp.columns {
+            c.path.index_roots(&root_names);
+        }
+        for s in &mut selects {
+            s.index_roots(&root_names);
+        }
+        let columns: Vec<Column> = ordered.iter().map(|&d| comp.columns[d].clone()).collect();
+        let column_names = RootNames::new(columns.iter().map(|c| c.name.clone()).collect());
+        let column_at = column_names
+            .names()
+            .iter()
+            .map(|n| columns.iter().position(|c| &c.name == n).unwrap_or(usize::MAX))
+            .collect();
         let name = obj.get("name").and_then(Value::as_str).map(str::to_owned);
-        Ok(View { name, resource: resource.to_owned(), columns, defs: comp.columns, slots, constants, wheres, selects })
+        Ok(View {
+            name,
+            resource: resource.to_owned(),
+            columns,
+            defs: comp.columns,
+            slots,
+            constants,
+            wheres,
+            selects,
+            root_names,
+            column_names,
+            column_at,
+        })
+    }
+
+    /// The output position of the column `name`.
+    #[inline]
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.column_names.find(name).map(|s| self.column_at[s])
     }
 
     /// Column names in output order.
@@ -391,7 +467,8 @@ impl View {
     /// Evaluate the view on one resource: zero or more rows. A resource of another type
     /// yields no rows.
     pub fn eval(&self, resource: J<'_>, env: &Env<'_>) -> Result<Vec<Vec<Cell>>> {
-        if resource.str_of("resourceType") != Some(self.resource.as_str()) {
+        let index = RootIndex::build(resource, &self.root_names);
+        if index.resource_type() != Some(self.resource.as_str()) {
             return Ok(Vec::new());
         }
         let ctx = Ctx {
@@ -400,6 +477,7 @@ impl View {
             row_index: 0,
             aliases: env.aliases,
             resource_key: env.resource_key,
+            root: Some(&index),
         };
         let root = [Item::Node(resource, None)];
         for (w, text) in &self.wheres {
