@@ -1569,7 +1569,9 @@ fn concat<'a>(mut x: Coll<'a>, y: &[Item<'a>]) -> PResult<Coll<'a>> {
     let mut s = match x.pop() {
         Some(Item::Str(Cow::Owned(s))) => s,
         Some(other) => {
-            let mut s = String::new();
+            // Room for the right side too, and for a further `& …` (`system & '|' & code`
+            // is the common shape), so the string is not grown again.
+            let mut s = String::with_capacity(other.as_str().map_or(0, str::len) + 32);
             push(&mut s, &other);
             s
         }
