@@ -680,7 +680,12 @@ fn fuse(e: Expr) -> Expr {
                     p.steps.push(Step::Member(name));
                     Expr::Path(p)
                 }
-                base => Expr::Path(Box::new(Path { base, steps: vec![Step::Member(name)], first: false, root_slot: u16::MAX })),
+                base => Expr::Path(Box::new(Path {
+                    base,
+                    steps: vec![Step::Member(name)],
+                    first: false,
+                    root_slot: u16::MAX,
+                })),
             }
         }
         Expr::Call(base, f, args) => {
@@ -2100,7 +2105,8 @@ mod tests {
         let text = res.to_string();
         super::super::json::Parser::new().parse(text.as_bytes(), |r| {
             let res = r.expect("valid JSON");
-            let ctx = Ctx { resource: res, constants: &consts, row_index: 0, aliases: None, resource_key: None, root: None };
+            let ctx =
+                Ctx { resource: res, constants: &consts, row_index: 0, aliases: None, resource_key: None, root: None };
             eval(&e, &[Item::Node(res, None)], &ctx).expect("eval").iter().map(Item::to_json).collect()
         })
     }
@@ -2249,12 +2255,22 @@ mod tests {
         texts.push(
             r#"{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"s","code":"a"}],"text":"a"},"valueQuantity":{"value":1,"unit":"u"},"subject":{"reference":"Patient/1"},"status":"amended","valueString":"s","code":{"coding":[{"system":"s","code":"b"}],"text":"b"},"valueBoolean":true,"subject":{"reference":"Patient/2"}}"#.into(),
         );
-        texts.push(r#"{"resourceType":"Patient","Patient":{"id":"inner"},"name":[{"family":"f"}],"deceasedDateTime":"2020"}"#.into());
+        texts.push(
+            r#"{"resourceType":"Patient","Patient":{"id":"inner"},"name":[{"family":"f"}],"deceasedDateTime":"2020"}"#
+                .into(),
+        );
         let (mut compared, mut nonempty) = (0usize, 0usize);
         for text in &texts {
             super::super::json::Parser::new().parse(text.as_bytes(), |r| {
                 let res = r.expect("valid JSON");
-                let ctx = Ctx { resource: res, constants: &consts, row_index: 0, aliases: None, resource_key: None, root: None };
+                let ctx = Ctx {
+                    resource: res,
+                    constants: &consts,
+                    row_index: 0,
+                    aliases: None,
+                    resource_key: None,
+                    root: None,
+                };
                 // The same with the resource's members indexed, as views evaluate.
                 let index = RootIndex::build(res, &names);
                 let indexed = Ctx { root: Some(&index), ..ctx };
