@@ -473,12 +473,12 @@ mod tests {
         for text in texts {
             for cap in [1, 2, 3, 5, 64] {
                 let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-                let mut r = std::io::BufReader::with_capacity(cap, text);
+                let mut r = BufReader::with_capacity(cap, text);
                 let mut buf = Vec::new();
                 while read_line(&mut r, &mut buf).expect("read") {
                     ours.push(std::mem::take(&mut buf));
                 }
-                let mut r = std::io::BufReader::with_capacity(cap, text);
+                let mut r = BufReader::with_capacity(cap, text);
                 while r.read_until(b'\n', &mut buf).expect("read") > 0 {
                     theirs.push(std::mem::take(&mut buf));
                 }
