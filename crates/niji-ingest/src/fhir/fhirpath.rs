@@ -717,76 +717,63 @@ fn fuse(e: Expr) -> Expr {
 }
 
 impl Expr {
-    /// The first member name of every path in the expression (the names a path may look up
-    /// on the resource itself, which [`RootIndex`] answers without a scan).
-    pub fn root_names(&self, out: &mut Vec<String>) {
+    /// Call `f` on the expression and on every expression under it, parents first.
+    pub fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Expr)) {
+        f(self);
         match self {
-            Expr::Path(p) => {
-                if let Some(Step::Member(n)) = p.steps.first() {
-                    out.push(n.clone());
-                }
-                p.base.root_names(out);
-            }
-            Expr::Member(b, n) => {
-                out.push(n.clone());
-                b.root_names(out);
-            }
-            Expr::Neg(b) | Expr::TypeOp(_, b, _) => b.root_names(out),
+            Expr::Path(p) => p.base.visit_mut(f),
+            Expr::Member(b, _) | Expr::Neg(b) | Expr::TypeOp(_, b, _) => b.visit_mut(f),
             Expr::Call(b, _, args) => {
-                b.root_names(out);
+                b.visit_mut(f);
                 for a in args {
-                    a.root_names(out);
+                    a.visit_mut(f);
                 }
             }
             Expr::Index(a, b) | Expr::Bin(_, a, b) => {
-                a.root_names(out);
-                b.root_names(out);
+                a.visit_mut(f);
+                b.visit_mut(f);
             }
             _ => {}
         }
+    }
+
+    /// The first member name of every path in the expression (the names a path may look up
+    /// on the resource itself, which [`RootIndex`] answers without a scan).
+    pub fn root_names(&mut self, out: &mut Vec<String>) {
+        self.visit_mut(&mut |e| match e {
+            Expr::Path(p) => out.extend(p.steps.first().and_then(Step::member).map(str::to_owned)),
+            Expr::Member(_, n) => out.push(n.clone()),
+            _ => {}
+        });
     }
 
     /// Point each path's first member at its slot in `names` (see [`Path::root_slot`]).
     pub fn index_roots(&mut self, names: &RootNames) {
-        match self {
-            Expr::Path(p) => {
-                if let Some(Step::Member(n)) = p.steps.first() {
-                    p.root_slot = names.find(n).map_or(u16::MAX, |s| s as u16);
-                }
-                p.base.index_roots(names);
+        self.visit_mut(&mut |e| {
+            if let Expr::Path(p) = e
+                && let Some(n) = p.steps.first().and_then(Step::member)
+            {
+                p.root_slot = names.find(n).map_or(u16::MAX, |s| s as u16);
             }
-            Expr::Member(b, _) | Expr::Neg(b) | Expr::TypeOp(_, b, _) => b.index_roots(names),
-            Expr::Call(b, _, args) => {
-                b.index_roots(names);
-                for a in args {
-                    a.index_roots(names);
-                }
-            }
-            Expr::Index(a, b) | Expr::Bin(_, a, b) => {
-                a.index_roots(names);
-                b.index_roots(names);
-            }
-            _ => {}
-        }
+        });
     }
 
     /// Every `%name` the expression uses.
-    pub fn constants(&self, out: &mut Vec<String>) {
+    pub fn constants(&mut self, out: &mut Vec<String>) {
+        self.visit_mut(&mut |e| {
+            if let Expr::Const(c) = e {
+                out.push(c.clone());
+            }
+        });
+    }
+}
+
+impl Step {
+    /// The member name of a `.name` step.
+    fn member(&self) -> Option<&str> {
         match self {
-            Expr::Const(c) => out.push(c.clone()),
-            Expr::Member(b, _) | Expr::Neg(b) | Expr::TypeOp(_, b, _) => b.constants(out),
-            Expr::Path(p) => p.base.constants(out),
-            Expr::Call(b, _, args) => {
-                b.constants(out);
-                for a in args {
-                    a.constants(out);
-                }
-            }
-            Expr::Index(a, b) | Expr::Bin(_, a, b) => {
-                a.constants(out);
-                b.constants(out);
-            }
-            _ => {}
+            Step::Member(n) => Some(n),
+            Step::OfType(_) => None,
         }
     }
 }
@@ -2232,13 +2219,13 @@ mod tests {
         }
         paths.sort();
         paths.dedup();
-        let parsed: Vec<(Expr, Expr)> =
+        let mut parsed: Vec<(Expr, Expr)> =
             paths.iter().filter_map(|p| Some((parse(p).ok()?, parse_nested(p).ok()?))).collect();
         assert!(parsed.len() > 150, "{} paths", parsed.len());
         assert!(parsed.iter().filter(|(f, _)| matches!(f, Expr::Path(_))).count() > 50);
         let consts = HashMap::new();
         let mut names = Vec::new();
-        for (fused, _) in &parsed {
+        for (fused, _) in &mut parsed {
             fused.root_names(&mut names);
         }
         let names = RootNames::new(names);

@@ -157,28 +157,15 @@ enum Iter {
 }
 
 impl Select {
-    /// [`Expr::root_names`] of the iteration paths, here and in nested selects (columns are
-    /// visited by the view).
-    fn root_names(&self, out: &mut Vec<String>) {
-        match &self.iter {
-            Iter::None => {}
-            Iter::ForEach(e, _) | Iter::ForEachOrNull(e, _) => e.root_names(out),
-            Iter::Repeat(ps) => ps.iter().for_each(|(e, _)| e.root_names(out)),
-        }
-        for s in self.selects.iter().chain(&self.union) {
-            s.root_names(out);
-        }
-    }
-
-    /// [`Expr::index_roots`] on the iteration paths, here and in nested selects.
-    fn index_roots(&mut self, names: &RootNames) {
+    /// `f` on each iteration path, here and in nested selects (columns are the view's).
+    fn iteration_paths(&mut self, f: &mut dyn FnMut(&mut Expr)) {
         match &mut self.iter {
             Iter::None => {}
-            Iter::ForEach(e, _) | Iter::ForEachOrNull(e, _) => e.index_roots(names),
-            Iter::Repeat(ps) => ps.iter_mut().for_each(|(e, _)| e.index_roots(names)),
+            Iter::ForEach(e, _) | Iter::ForEachOrNull(e, _) => f(e),
+            Iter::Repeat(ps) => ps.iter_mut().for_each(|(e, _)| f(e)),
         }
         for s in self.selects.iter_mut().chain(&mut self.union) {
-            s.index_roots(names);
+            s.iteration_paths(f);
         }
     }
 }
@@ -233,7 +220,7 @@ struct Compiler {
 impl Compiler {
     fn path_field(&mut self, v: &Value, what: &str) -> Result<(Expr, String)> {
         let Some(s) = v.as_str() else { return invalid(format!("`{what}` must be a FHIRPath string")) };
-        let e = parse_path(s)?;
+        let mut e = parse_path(s)?;
         e.constants(&mut self.used_constants);
         Ok((e, s.to_owned()))
     }
@@ -410,26 +397,16 @@ impl View {
         for s in &selects {
             assign(s, &mut slots);
         }
+        // Every FHIRPath of the view: the where clauses, the columns, the iterations.
+        let mut each_path = |f: &mut dyn FnMut(&mut Expr)| {
+            wheres.iter_mut().for_each(|(e, _)| f(e));
+            comp.columns.iter_mut().for_each(|c| f(&mut c.path));
+            selects.iter_mut().for_each(|s| s.iteration_paths(f));
+        };
         let mut names = Vec::new();
-        for (e, _) in &wheres {
-            e.root_names(&mut names);
-        }
-        for c in &comp.columns {
-            c.path.root_names(&mut names);
-        }
-        for s in &selects {
-            s.root_names(&mut names);
-        }
+        each_path(&mut |e| e.root_names(&mut names));
         let root_names = RootNames::new(names);
-        for (e, _) in &mut wheres {
-            e.index_roots(&root_names);
-        }
-        for c in &mut comp.columns {
-            c.path.index_roots(&root_names);
-        }
-        for s in &mut selects {
-            s.index_roots(&root_names);
-        }
+        each_path(&mut |e| e.index_roots(&root_names));
         let columns: Vec<Column> = ordered.iter().map(|&d| comp.columns[d].clone()).collect();
         let column_names = RootNames::new(columns.iter().map(|c| c.name.clone()).collect());
         let column_at = column_names
