@@ -940,28 +940,27 @@ fn name_slot(k: &[u8], bits: u32) -> usize {
 }
 
 impl RootNames {
-    /// The table of `names` (repeats are ignored).
-    pub fn new(mut names: Vec<String>) -> RootNames {
-        names.sort();
-        names.dedup();
-        names.truncate(usize::from(u16::MAX) - 1);
-        let size = (names.len() * 4).next_power_of_two().max(8);
-        let mut table = vec![u16::MAX; size];
-        let mut lengths = 0;
-        for (i, n) in names.iter().enumerate() {
-            lengths |= length_bit(n.len());
+    /// The table of `names`: each name's slot is its position among the distinct names, in
+    /// the order given (a repeat keeps the first one's slot).
+    pub fn new(names: Vec<String>) -> RootNames {
+        let size = (names.len().min(usize::from(u16::MAX) - 1) * 4).next_power_of_two().max(8);
+        let mut t = RootNames { names: Vec::new(), table: vec![u16::MAX; size], lengths: 0 };
+        for n in names {
+            if t.names.len() == usize::from(u16::MAX) - 1 {
+                break;
+            }
+            t.lengths |= length_bit(n.len());
+            if t.find(&n).is_some() {
+                continue;
+            }
             let mut at = name_slot(n.as_bytes(), size.trailing_zeros());
-            while table[at] != u16::MAX {
+            while t.table[at] != u16::MAX {
                 at = (at + 1) & (size - 1);
             }
-            table[at] = i as u16;
+            t.table[at] = t.names.len() as u16;
+            t.names.push(n);
         }
-        RootNames { names, table, lengths }
-    }
-
-    /// The names, by slot (sorted).
-    pub fn names(&self) -> &[String] {
-        &self.names
+        t
     }
 
     /// The slot of `key`, if it is one of the names.
@@ -1077,16 +1076,7 @@ impl<'a> RootIndex<'a> {
         } else if slot.choices == 1 {
             slot.choice.is_some_and(|(x, ty)| walk_value(x, Some(ty), rest, out, limit))
         } else if slot.choices > 1 {
-            let mut done = false;
-            for (k, x) in self.resource.members() {
-                if let Some(ty) = choice_suffix(k, name)
-                    && walk_value(x, Some(ty), rest, out, limit)
-                {
-                    done = true;
-                    break;
-                }
-            }
-            done
+            walk_choices(self.resource, name, rest, out, limit)
         } else {
             false
         })
@@ -1857,18 +1847,22 @@ fn walk<'a>(it: &Item<'a>, steps: &'a [Step], out: &mut Coll<'a>, limit: usize) 
             if l.resource_type == Some(name.as_str()) {
                 return walk(it, rest, out, limit);
             }
-            if l.choice {
-                for (k, x) in v.members() {
-                    if let Some(ty) = choice_suffix(k, name)
-                        && walk_value(x, Some(ty), rest, out, limit)
-                    {
-                        return true;
-                    }
-                }
-            }
-            false
+            l.choice && walk_choices(v, name, rest, out, limit)
         }
     }
+}
+
+/// [`walk`] on each choice-type member of `name` in `v` (`valueQuantity`, … for `value`), in
+/// input order, with its type.
+fn walk_choices<'a>(v: J<'a>, name: &str, rest: &'a [Step], out: &mut Coll<'a>, limit: usize) -> bool {
+    for (k, x) in v.members() {
+        if let Some(ty) = choice_suffix(k, name)
+            && walk_value(x, Some(ty), rest, out, limit)
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// [`walk`] on a member's value: each element of an array (nulls skipped), nothing for

@@ -199,9 +199,8 @@ pub struct View {
     selects: Vec<Select>,
     /// Member names the view's paths may look up on the resource itself.
     root_names: RootNames,
-    /// Output column names, and the output position of each of their slots.
+    /// Output column names (a name's slot is its output position: names are distinct).
     column_names: RootNames,
-    column_at: Vec<usize>,
 }
 
 fn parse_path(p: &str) -> Result<Expr> {
@@ -409,11 +408,6 @@ impl View {
         each_path(&mut |e| e.index_roots(&root_names));
         let columns: Vec<Column> = ordered.iter().map(|&d| comp.columns[d].clone()).collect();
         let column_names = RootNames::new(columns.iter().map(|c| c.name.clone()).collect());
-        let column_at = column_names
-            .names()
-            .iter()
-            .map(|n| columns.iter().position(|c| &c.name == n).unwrap_or(usize::MAX))
-            .collect();
         let name = obj.get("name").and_then(Value::as_str).map(str::to_owned);
         Ok(View {
             name,
@@ -426,14 +420,13 @@ impl View {
             selects,
             root_names,
             column_names,
-            column_at,
         })
     }
 
     /// The output position of the column `name`.
     #[inline]
     pub fn column(&self, name: &str) -> Option<usize> {
-        self.column_names.find(name).map(|s| self.column_at[s])
+        self.column_names.find(name)
     }
 
     /// Column names in output order.
