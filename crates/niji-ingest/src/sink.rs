@@ -157,6 +157,8 @@ struct TableBuf {
 pub struct CdmSink {
     dir: PathBuf,
     batch_rows: usize,
+    /// Threads [`CdmSink::finish`] may use to write the tables' last batches and close them.
+    threads: usize,
     tables: BTreeMap<&'static str, TableBuf>,
 }
 
@@ -167,13 +169,24 @@ impl std::fmt::Debug for CdmSink {
 }
 
 impl CdmSink {
-    /// Rows buffered per table before a batch is written.
-    pub const DEFAULT_BATCH_ROWS: usize = 64 * 1024;
+    /// Rows buffered per table before a batch is written. Small enough that most of the
+    /// Parquet encoding and compression happens while the input is still being read (where
+    /// it overlaps with a reading thread) rather than all at [`CdmSink::finish`]. Row groups
+    /// do not depend on it; page boundaries move a little (the rows are the same).
+    pub const DEFAULT_BATCH_ROWS: usize = 8 * 1024;
 
-    /// A sink writing under `dir` (created if missing).
+    /// A sink writing under `dir` (created if missing). [`CdmSink::finish`] uses up to two
+    /// threads where the machine has two cores ([`CdmSink::with_threads`]).
     pub fn create(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|source| IngestError::Write { path: dir.to_owned(), source })?;
-        Ok(Self { dir: dir.to_owned(), batch_rows: Self::DEFAULT_BATCH_ROWS, tables: BTreeMap::new() })
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+        Ok(Self { dir: dir.to_owned(), batch_rows: Self::DEFAULT_BATCH_ROWS, threads, tables: BTreeMap::new() })
+    }
+
+    /// Change how many threads [`CdmSink::finish`] may use (1: the calling thread only).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
     }
 
     /// Change the batch size (tests use small ones to exercise flushing).
@@ -247,18 +260,55 @@ impl CdmSink {
     }
 
     /// Flush everything and close the files; returns rows written per table.
-    pub fn finish(mut self) -> Result<BTreeMap<String, u64>> {
-        let mut out = BTreeMap::new();
-        let dir = self.dir.clone();
-        for (name, buf) in &mut self.tables {
-            flush(&dir, buf)?;
-            if let Some(w) = buf.writer.take() {
-                w.close().map_err(|source| IngestError::Parquet { table: buf.def.name, source })?;
-            }
-            out.insert((*name).to_owned(), buf.rows);
-        }
-        Ok(out)
+    ///
+    /// The tables are independent, so with more than one thread ([`CdmSink::with_threads`])
+    /// their last batches are encoded and compressed, and their files closed, on that many
+    /// threads at once (largest buffer first): this tail would otherwise run on one core
+    /// after the whole input has been read. On an error the first table's (in name order)
+    /// is returned.
+    pub fn finish(self) -> Result<BTreeMap<String, u64>> {
+        let dir = self.dir;
+        let mut tables: Vec<TableBuf> = self.tables.into_values().collect();
+        let workers = self.threads.min(tables.len());
+        let mut results: Vec<(&'static str, Result<u64>)> = if workers <= 1 {
+            tables.iter_mut().map(|buf| (buf.def.name, finish_table(&dir, buf))).collect()
+        } else {
+            let mut order: Vec<usize> = (0..tables.len()).collect();
+            order.sort_by_key(|&i| std::cmp::Reverse(tables[i].len));
+            let slots: Vec<std::sync::Mutex<&mut TableBuf>> = tables.iter_mut().map(std::sync::Mutex::new).collect();
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let (dir, order, slots, next) = (&dir, &order, &slots, &next);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..workers)
+                    .map(|_| {
+                        scope.spawn(move || {
+                            let mut done = Vec::new();
+                            while let Some(&i) = order.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                                let mut buf = slots[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                                done.push((buf.def.name, finish_table(dir, &mut buf)));
+                            }
+                            done
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                    .collect()
+            })
+        };
+        results.sort_by_key(|(name, _)| *name);
+        results.into_iter().map(|(name, rows)| Ok((name.to_owned(), rows?))).collect()
     }
+}
+
+/// A table's last batch written and its file closed; the rows written in all.
+fn finish_table(dir: &Path, buf: &mut TableBuf) -> Result<u64> {
+    flush(dir, buf)?;
+    if let Some(w) = buf.writer.take() {
+        w.close().map_err(|source| IngestError::Parquet { table: buf.def.name, source })?;
+    }
+    Ok(buf.rows)
 }
 
 fn flush(dir: &Path, buf: &mut TableBuf) -> Result<()> {
@@ -373,6 +423,39 @@ mod tests {
         assert!(!dictionary("person", 0));
         assert!(dictionary("person", 1));
         assert!(dictionary("death", 0));
+    }
+
+    #[test]
+    fn tables_finished_on_several_threads_are_the_files_of_one_thread() {
+        use niji_cdm::tables::PERSON_TABLE;
+        let write = |threads: usize| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut sink = CdmSink::create(dir.path()).expect("sink").with_batch_rows(4).with_threads(threads);
+            for i in 0..23 {
+                sink.push(&DEATH, death_row(i)).expect("push");
+                if i % 3 == 0 {
+                    let person: Vec<Value> = vec![
+                        format!("p{i}").into(),
+                        "F".into(),
+                        Value::I32(1950 + i),
+                        Value::I32(4),
+                        "13".into(),
+                        Value::Null,
+                        "id1".into(),
+                        "fhir".into(),
+                    ];
+                    sink.push(&PERSON_TABLE, person).expect("push");
+                }
+            }
+            let rows = sink.finish().expect("finish");
+            let bytes = |t: &str| std::fs::read(dir.path().join(format!("{t}/part-00000.parquet"))).expect("file");
+            (rows, bytes("death"), bytes("person"))
+        };
+        let one = write(1);
+        assert_eq!(one.0.get("death"), Some(&23));
+        assert_eq!(one.0.get("person"), Some(&8));
+        assert_eq!(write(2), one);
+        assert_eq!(write(3), one);
     }
 
     #[test]

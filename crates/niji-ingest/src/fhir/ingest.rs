@@ -1027,7 +1027,7 @@ pub fn ingest_with_threads(
         key,
         consent,
         maps: &maps,
-        sink: CdmSink::create(&opts.out)?.with_batch_rows(opts.batch_rows),
+        sink: CdmSink::create(&opts.out)?.with_batch_rows(opts.batch_rows).with_threads(threads),
         quarantine: QuarantineWriter::create(&opts.out.join("_quarantine.ndjson"))?,
         report: IngestReport::new("fhir", key.key_id()),
         persons: HashMap::new(),
