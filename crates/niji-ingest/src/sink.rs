@@ -363,6 +363,19 @@ mod tests {
         ]
     }
 
+    fn person_row(i: i32, birth_year: i32) -> Vec<Value> {
+        vec![
+            format!("p{i}").into(),
+            "F".into(),
+            Value::I32(birth_year),
+            Value::I32(4),
+            "13".into(),
+            Value::Null,
+            "id1".into(),
+            "fhir".into(),
+        ]
+    }
+
     #[test]
     fn rows_round_trip_through_parquet_in_several_batches() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -400,17 +413,7 @@ mod tests {
         let mut sink = CdmSink::create(dir.path()).expect("sink");
         for i in 0..5 {
             sink.push(&DEATH, death_row(i % 2)).expect("push");
-            let person: Vec<Value> = vec![
-                format!("p{i}").into(),
-                "F".into(),
-                Value::I32(1950),
-                Value::I32(4),
-                "13".into(),
-                Value::Null,
-                "id1".into(),
-                "fhir".into(),
-            ];
-            sink.push(&PERSON_TABLE, person).expect("push");
+            sink.push(&PERSON_TABLE, person_row(i, 1950)).expect("push");
         }
         sink.finish().expect("finish");
         let dictionary = |table: &str, column: usize| {
@@ -434,17 +437,7 @@ mod tests {
             for i in 0..23 {
                 sink.push(&DEATH, death_row(i)).expect("push");
                 if i % 3 == 0 {
-                    let person: Vec<Value> = vec![
-                        format!("p{i}").into(),
-                        "F".into(),
-                        Value::I32(1950 + i),
-                        Value::I32(4),
-                        "13".into(),
-                        Value::Null,
-                        "id1".into(),
-                        "fhir".into(),
-                    ];
-                    sink.push(&PERSON_TABLE, person).expect("push");
+                    sink.push(&PERSON_TABLE, person_row(i, 1950 + i)).expect("push");
                 }
             }
             let rows = sink.finish().expect("finish");
