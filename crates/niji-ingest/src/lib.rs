@@ -16,6 +16,12 @@ pub mod sink;
 
 use std::path::PathBuf;
 
+/// Threads the ingest uses by default: two where the machine has two cores (one reads and
+/// parses ahead of the other), else one.
+pub(crate) fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
+}
+
 /// Errors of the ingest crate. Bad *records* are not errors: they are quarantined. These are
 /// the failures that stop a whole input or the output.
 #[derive(Debug, thiserror::Error)]

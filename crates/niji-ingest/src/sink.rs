@@ -179,8 +179,12 @@ impl CdmSink {
     /// threads where the machine has two cores ([`CdmSink::with_threads`]).
     pub fn create(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|source| IngestError::Write { path: dir.to_owned(), source })?;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
-        Ok(Self { dir: dir.to_owned(), batch_rows: Self::DEFAULT_BATCH_ROWS, threads, tables: BTreeMap::new() })
+        Ok(Self {
+            dir: dir.to_owned(),
+            batch_rows: Self::DEFAULT_BATCH_ROWS,
+            threads: crate::default_threads(),
+            tables: BTreeMap::new(),
+        })
     }
 
     /// Change how many threads [`CdmSink::finish`] may use (1: the calling thread only).
@@ -269,28 +273,23 @@ impl CdmSink {
     pub fn finish(self) -> Result<BTreeMap<String, u64>> {
         let dir = self.dir;
         let mut tables: Vec<TableBuf> = self.tables.into_values().collect();
+        tables.sort_by_key(|t| std::cmp::Reverse(t.len));
         let workers = self.threads.min(tables.len());
+        // One queue of tables; each worker takes the next until none is left.
+        let queue = std::sync::Mutex::new(tables.iter_mut());
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let next = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).next();
+                let Some(buf) = next else { return done };
+                done.push((buf.def.name, finish_table(&dir, buf)));
+            }
+        };
         let mut results: Vec<(&'static str, Result<u64>)> = if workers <= 1 {
-            tables.iter_mut().map(|buf| (buf.def.name, finish_table(&dir, buf))).collect()
+            work()
         } else {
-            let mut order: Vec<usize> = (0..tables.len()).collect();
-            order.sort_by_key(|&i| std::cmp::Reverse(tables[i].len));
-            let slots: Vec<std::sync::Mutex<&mut TableBuf>> = tables.iter_mut().map(std::sync::Mutex::new).collect();
-            let next = std::sync::atomic::AtomicUsize::new(0);
-            let (dir, order, slots, next) = (&dir, &order, &slots, &next);
             std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..workers)
-                    .map(|_| {
-                        scope.spawn(move || {
-                            let mut done = Vec::new();
-                            while let Some(&i) = order.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
-                                let mut buf = slots[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                                done.push((buf.def.name, finish_table(dir, &mut buf)));
-                            }
-                            done
-                        })
-                    })
-                    .collect();
+                let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
                 handles
                     .into_iter()
                     .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))

@@ -1002,8 +1002,7 @@ pub fn ingest_with_consent(
     key: &PseudonymKey,
     consent: Option<&ConsentGate>,
 ) -> Result<IngestReport> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
-    ingest_with_threads(opts, key, consent, threads)
+    ingest_with_threads(opts, key, consent, crate::default_threads())
 }
 
 /// As [`ingest_with_consent`] with a thread count: with 2, each NDJSON input is read, parsed
