@@ -1490,11 +1490,11 @@ fn reference_parts(reference: &str) -> Result<(&str, &str), &str> {
     if r.starts_with("urn:") {
         return Err(r);
     }
-    let mut it = r.rsplit('/');
-    match (it.next(), it.next()) {
-        (Some(id), Some(ty)) => Ok((ty, id)),
-        _ => Err(r),
-    }
+    // `Type/id` is the last two segments (`rsplit('/')`), found with two reverse searches.
+    let Some(slash) = memchr::memrchr(b'/', r.as_bytes()) else { return Err(r) };
+    let head = &r[..slash];
+    let ty = &head[memchr::memrchr(b'/', head.as_bytes()).map_or(0, |p| p + 1)..];
+    Ok((ty, &r[slash + 1..]))
 }
 
 /// Where `/_history/` starts in a reference (a byte scan for `_`: cheaper than a substring
@@ -2138,6 +2138,16 @@ mod tests {
         ] {
             let key = reference_key_plain(r);
             assert_eq!(reference_type_plain(r), key.split('/').next().unwrap_or_default(), "{r}");
+        }
+        // The last two segments, as `rsplit('/')` gives them.
+        for r in ["Patient/1", "a/b/c", "a//b", "/x", "x/", "/", "//", "x", "", "https://h/P/1", "P/1/_history/2"] {
+            let mut it = r.rsplit('/');
+            let want = match (it.next(), it.next()) {
+                (Some(id), Some(ty)) if !r.starts_with("urn:") && history_at(r).is_none() => Ok((ty, id)),
+                _ if history_at(r).is_some() => continue,
+                _ => Err(r),
+            };
+            assert_eq!(reference_parts(r), want, "{r}");
         }
         let r = json!({"resourceType": "Condition", "subject": {"reference": "Patient/p_1/_history/3"}, "v": 2});
         assert_eq!(run("subject.getReferenceKey()", &r), vec![json!("Patient/p_1")]);

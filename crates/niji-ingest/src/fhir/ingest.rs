@@ -84,7 +84,7 @@ pub struct FhirIngestOptions {
 }
 
 /// A resource's view and the rows it produced.
-type Evaluated<'m> = (&'m View, Vec<Vec<Cell>>);
+type Evaluated<'m> = (&'m Mapping, Vec<Vec<Cell>>);
 
 /// What is prepared for a record: its view's rows, or the error, or `None` without a view.
 type Prepared<'m> = Option<Result<Evaluated<'m>>>;
@@ -115,10 +115,98 @@ struct Pass2<'m> {
     unresolved_reference: bool,
 }
 
+/// The columns of the mapping views that the loader reads: [`Mappings`] resolves each view's
+/// output position of every one when the views are compiled, so a row's cells are read by
+/// position, not looked up by name per row.
+macro_rules! mapping_columns {
+    ($($var:ident = $name:literal,)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum C {
+            $($var,)*
+        }
+
+        impl C {
+            const ALL: &'static [C] = &[$(C::$var,)*];
+
+            /// The column's name in the views.
+            fn name(self) -> &'static str {
+                match self {
+                    $(C::$var => $name,)*
+                }
+            }
+        }
+    };
+}
+
+mapping_columns! {
+    Abatement = "abatement",
+    AuthoredOn = "authored_on",
+    BirthDate = "birth_date",
+    Category = "category",
+    ClassCode = "class_code",
+    ClinicalStatus = "clinical_status",
+    Codes = "codes",
+    Criticality = "criticality",
+    Custodian = "custodian",
+    Date = "date",
+    DaysSupply = "days_supply",
+    DeceasedDate = "deceased_date",
+    DoseNumber = "dose_number",
+    Effective = "effective",
+    EncounterReference = "encounter_reference",
+    End = "end",
+    Gender = "gender",
+    HasLocalCode = "has_local_code",
+    Identifier = "identifier",
+    Identifiers = "identifiers",
+    InsuranceMemberId = "insurance_member_id",
+    Issued = "issued",
+    JpClinsLab = "jp_clins_lab",
+    KanaName = "kana_name",
+    Occurrence = "occurrence",
+    Onset = "onset",
+    OnsetPeriodStart = "onset_period_start",
+    PeriodEnd = "period_end",
+    PeriodStart = "period_start",
+    PostalCode = "postal_code",
+    Prefecture = "prefecture",
+    Primary = "primary",
+    Quantity = "quantity",
+    RangeHigh = "range_high",
+    RangeLow = "range_low",
+    RecordedDate = "recorded_date",
+    ResourceKey = "resource_key",
+    ServiceProvider = "service_provider",
+    Start = "start",
+    Status = "status",
+    SubjectIdentifier = "subject_identifier",
+    SubjectKey = "subject_key",
+    TargetDisease = "target_disease",
+    TypeCode = "type_code",
+    Unit = "unit",
+    ValueBoolean = "value_boolean",
+    ValueCode = "value_code",
+    ValueInteger = "value_integer",
+    ValueNumber = "value_number",
+    WhenHandedOver = "when_handed_over",
+    WhenPrepared = "when_prepared",
+}
+
+/// Where a view has each of [`C`]'s columns: its output position, or `u16::MAX` where the view
+/// has no such column (the cell reads as null).
+type Positions = [u16; C::ALL.len()];
+
+/// A compiled mapping view and the positions of the columns the loader reads.
+#[derive(Debug)]
+struct Mapping {
+    view: View,
+    at: Positions,
+}
+
 /// The compiled mapping views.
 #[derive(Debug)]
 pub struct Mappings {
-    views: HashMap<String, View>,
+    views: HashMap<String, Mapping>,
 }
 
 impl Mappings {
@@ -128,21 +216,33 @@ impl Mappings {
         for (name, src) in VIEW_SOURCES {
             let def: Value = serde_json::from_str(src)
                 .map_err(|e| IngestError::ViewDefinition(format!("pipelines/views/{name}.json: {e}")))?;
-            let v = View::compile(&def)?;
-            views.insert(v.resource.clone(), v);
+            let view = View::compile(&def)?;
+            let mut at = [u16::MAX; C::ALL.len()];
+            for (slot, c) in at.iter_mut().zip(C::ALL) {
+                if let Some(i) = view.column(c.name()) {
+                    *slot = u16::try_from(i).map_err(|_| {
+                        IngestError::ViewDefinition(format!("pipelines/views/{name}.json: too many columns"))
+                    })?;
+                }
+            }
+            views.insert(view.resource.clone(), Mapping { view, at });
         }
         Ok(Self { views })
     }
 
     /// The view for a resource type.
     pub fn view(&self, resource_type: &str) -> Option<&View> {
+        self.mapping(resource_type).map(|m| &m.view)
+    }
+
+    fn mapping(&self, resource_type: &str) -> Option<&Mapping> {
         self.views.get(resource_type)
     }
 }
 
-/// A row of a mapping view, addressed by column name.
+/// A row of a mapping view, its cells addressed by [`C`].
 struct Row<'v> {
-    view: &'v View,
+    at: &'v Positions,
     cells: &'v [Cell],
 }
 
@@ -162,87 +262,81 @@ fn reject(reason: &'static str, field: &str, detail: impl Into<String>) -> Rejec
 impl Row<'_> {
     /// The key of the row's resource: its `resource_key` column, else the entry's `fullUrl`.
     fn record_key<'s>(&'s self, full_url: Option<&'s str>) -> Rej<Option<&'s str>> {
-        Ok(self.text("resource_key")?.or(full_url))
+        Ok(self.text(C::ResourceKey)?.or(full_url))
     }
 
-    fn cell(&self, name: &str) -> &Cell {
-        self.view.column(name).and_then(|i| self.cells.get(i)).unwrap_or(&Cell::Null)
+    fn cell(&self, c: C) -> &Cell {
+        self.cells.get(usize::from(self.at[c as usize])).unwrap_or(&Cell::Null)
     }
 
     /// A text column; a value of another kind is a wrong-type rejection.
-    fn text(&self, name: &str) -> Rej<Option<&str>> {
-        match self.cell(name) {
+    fn text(&self, c: C) -> Rej<Option<&str>> {
+        match self.cell(c) {
             Cell::Null => Ok(None),
             Cell::Str(s) => Ok(Some(s.as_str()).filter(|s| !s.trim().is_empty())),
             Cell::List(l) => match l.first() {
                 None => Ok(None),
                 Some(Cell::Str(s)) => Ok(Some(s.as_str())),
-                Some(_) => Err(reject("wrong_type", name, "expected text")),
+                Some(_) => Err(reject("wrong_type", c.name(), "expected text")),
             },
-            _ => Err(reject("wrong_type", name, "expected text")),
+            _ => Err(reject("wrong_type", c.name(), "expected text")),
         }
     }
 
-    fn list(&self, name: &str) -> Vec<&str> {
-        match self.cell(name) {
+    fn list(&self, c: C) -> Vec<&str> {
+        match self.cell(c) {
             Cell::List(l) => l.iter().filter_map(Cell::as_str).collect(),
             Cell::Str(s) => vec![s.as_str()],
             _ => Vec::new(),
         }
     }
 
-    fn number(&self, name: &str) -> Rej<Option<f64>> {
-        let c = match self.cell(name) {
+    fn number(&self, c: C) -> Rej<Option<f64>> {
+        let cell = match self.cell(c) {
             Cell::List(l) => l.first().unwrap_or(&Cell::Null),
-            c => c,
+            cell => cell,
         };
-        match c {
+        match cell {
             Cell::Null => Ok(None),
             Cell::Int(i) => Ok(Some(*i as f64)),
             Cell::Dec(d) if d.is_finite() => Ok(Some(*d)),
-            _ => Err(reject("wrong_type", name, "expected a number")),
+            _ => Err(reject("wrong_type", c.name(), "expected a number")),
         }
     }
 
-    fn boolean(&self, name: &str) -> Rej<Option<bool>> {
-        match self.cell(name) {
+    fn boolean(&self, c: C) -> Rej<Option<bool>> {
+        match self.cell(c) {
             Cell::Null => Ok(None),
             Cell::Bool(b) => Ok(Some(*b)),
-            _ => Err(reject("wrong_type", name, "expected a boolean")),
+            _ => Err(reject("wrong_type", c.name(), "expected a boolean")),
         }
     }
 
     /// A date column (`YYYY`, `YYYY-MM`, `YYYY-MM-DD`, or a dateTime): partial dates take the
     /// first day of the period.
-    fn date(&self, name: &str) -> Rej<Option<NaiveDate>> {
-        match self.text(name)? {
+    fn date(&self, c: C) -> Rej<Option<NaiveDate>> {
+        match self.text(c)? {
             None => Ok(None),
-            Some(s) => parse_fhir_date(s).map(Some).ok_or_else(|| reject("bad_date", name, "not a FHIR date")),
+            Some(s) => parse_fhir_date(s).map(Some).ok_or_else(|| reject("bad_date", c.name(), "not a FHIR date")),
         }
     }
 }
 
-/// Parse a FHIR date or dateTime to its calendar date.
+/// Parse a FHIR date or dateTime to its calendar date: the part before any `T` must be
+/// `YYYY`, `YYYY-MM` or `YYYY-MM-DD` (ASCII digits); a partial date takes the first day of
+/// its period. Byte by byte, without splitting (it runs on several columns of every row).
 pub fn parse_fhir_date(s: &str) -> Option<NaiveDate> {
-    let date = s.split('T').next()?;
-    let mut it = date.split('-');
-    let y = it.next()?;
-    if y.len() != 4 || !y.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let num = |p: Option<&str>| -> Option<Option<u32>> {
-        match p {
-            None => Some(None),
-            Some(x) if x.len() == 2 && x.bytes().all(|b| b.is_ascii_digit()) => x.parse().ok().map(Some),
-            Some(_) => None,
-        }
+    let b = s.as_bytes();
+    let date = &b[..memchr::memchr(b'T', b).unwrap_or(b.len())];
+    let num = |x: &[u8]| x.iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')));
+    let y = num(date.get(..4)?)?;
+    let (m, d) = match date.len() {
+        4 => (1, 1),
+        7 if date[4] == b'-' => (num(&date[5..7])?, 1),
+        10 if date[4] == b'-' && date[7] == b'-' => (num(&date[5..7])?, num(&date[8..10])?),
+        _ => return None,
     };
-    let m = num(it.next())?;
-    let d = num(it.next())?;
-    if it.next().is_some() {
-        return None;
-    }
-    NaiveDate::from_ymd_opt(y.parse().ok()?, m.unwrap_or(1), d.unwrap_or(1))
+    NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, d)
 }
 
 /// Pick the preferred `system|code` by vocabulary priority; unknown systems come last.
@@ -338,11 +432,11 @@ impl<'k> Run<'k> {
         self.key.pseudonym(Domain::Record, &["fhir", key])
     }
 
-    fn eval<'m>(maps: &'m Mappings, res: J<'_>, unit: &Unit<'_>) -> Prepared<'m> {
-        let rt = res.str_of("resourceType")?;
-        let view = maps.view(rt)?;
+    /// The rows of the view for `rt`, the resource's `resourceType`.
+    fn eval<'m>(maps: &'m Mappings, res: J<'_>, rt: &str, unit: &Unit<'_>) -> Prepared<'m> {
+        let m = maps.mapping(rt)?;
         let env = Env { aliases: unit.aliases, resource_key: unit.full_url };
-        Some(view.eval(res, &env).map(|rows| (view, rows)))
+        Some(m.view.eval(res, &env).map(|rows| (m, rows)))
     }
 
     /// What pass 1 needs of a record (run where it is parsed, maybe on the reading thread):
@@ -356,7 +450,7 @@ impl<'k> Run<'k> {
         if rt != "Patient" {
             return Pass1::Other;
         }
-        Pass1::Patient { id: res.str_of("id").map(str::to_owned), views: Self::eval(maps, res, unit) }
+        Pass1::Patient { id: res.str_of("id").map(str::to_owned), views: Self::eval(maps, res, rt, unit) }
     }
 
     /// What pass 2 needs of a record (run where it is parsed): its type, its view's rows, the
@@ -370,9 +464,9 @@ impl<'k> Run<'k> {
         if rt == "Patient" || reference_only(maps, rt) {
             return p;
         }
-        p.views = Self::eval(maps, res, unit);
-        if let Some(Ok((view, rows))) = &p.views {
-            p.contained = contained_visits(maps, view, rows, res, unit);
+        p.views = Self::eval(maps, res, rt, unit);
+        if let Some(Ok((m, rows))) = &p.views {
+            p.contained = contained_visits(maps, &m.at, rows, res, unit);
         }
         p.unresolved_reference = unresolved_reference(known, res, unit);
         p
@@ -404,8 +498,8 @@ impl<'k> Run<'k> {
         self.handled.insert((idx, pos(place.loc)));
         c.records += 1;
         let outcome = match evaluated {
-            Some(Ok((view, rows))) => match rows.first() {
-                Some(cells) => self.patient(&Row { view, cells }, id, place.full_url),
+            Some(Ok((m, rows))) => match rows.first() {
+                Some(cells) => self.patient(&Row { at: &m.at, cells }, id, place.full_url),
                 None => Err(reject("out_of_scope", "resourceType", "the patient view selected no row")),
             },
             Some(Err(e)) => Err(reject("view_error", "", e.to_string())),
@@ -428,20 +522,20 @@ impl<'k> Run<'k> {
 
     /// Link a Patient, decide its consent, write its rows unless excluded, and index it.
     fn patient(&mut self, row: &Row<'_>, id: Option<&str>, full_url: Option<&str>) -> Rej<Outcome> {
-        let birth = match row.text("birth_date")? {
+        let birth = match row.text(C::BirthDate)? {
             None => None,
             Some(b) => Some(
                 niji_pseudo::normalize::birth_date(b, None)
                     .map_err(|_| reject("bad_date", "birthDate", "not a valid birth date"))?,
             ),
         };
-        let sex = match row.text("gender")? {
+        let sex = match row.text(C::Gender)? {
             None => None,
             Some(g) => {
                 Some(Sex::parse(g).map_err(|_| reject("bad_code", "gender", "not a FHIR administrative gender"))?)
             }
         };
-        let ins = row.text("insurance_member_id")?;
+        let ins = row.text(C::InsuranceMemberId)?;
         let parts: Vec<&str> = ins.map(|s| s.split(':').collect()).unwrap_or_default();
         if ins.is_some() && !(3..=4).contains(&parts.len()) {
             return Err(reject(
@@ -456,7 +550,7 @@ impl<'k> Run<'k> {
             kigo: parts.get(1).copied(),
             bango: parts.get(2).copied(),
             branch: parts.get(3).copied().filter(|b| !b.is_empty()),
-            kana_name: row.text("kana_name")?,
+            kana_name: row.text(C::KanaName)?,
             birth_date: birth,
             sex,
             source_id: Some((SOURCE_ID_SYSTEM, id)),
@@ -475,13 +569,13 @@ impl<'k> Run<'k> {
             if link.basis == niji_pseudo::LinkageBasis::SourceId {
                 self.report.warn("linkage_source_id");
             }
-            let prefecture = row.text("prefecture")?.and_then(niji_pseudo::generalize::prefecture_code).or_else(|| {
-                row.text("postal_code").ok().flatten().and_then(niji_pseudo::generalize::prefecture_from_postcode)
+            let prefecture = row.text(C::Prefecture)?.and_then(niji_pseudo::generalize::prefecture_code).or_else(|| {
+                row.text(C::PostalCode).ok().flatten().and_then(niji_pseudo::generalize::prefecture_from_postcode)
             });
-            let area = row.text("postal_code")?.and_then(niji_pseudo::generalize::secondary_medical_area);
+            let area = row.text(C::PostalCode)?.and_then(niji_pseudo::generalize::secondary_medical_area);
             // Every field is checked before the first row is written: a quarantined Patient
             // leaves no row behind.
-            let death = row.date("deceased_date")?;
+            let death = row.date(C::DeceasedDate)?;
             let person = V::from(link.person_id.clone());
             let out = vec![
                 person.clone(),
@@ -500,13 +594,13 @@ impl<'k> Run<'k> {
         }
         let rank = if link.basis == niji_pseudo::LinkageBasis::SourceId { 1 } else { 2 };
         let p = std::rc::Rc::new(Person { person_id: link.person_id, rank, excluded });
-        if let Some(k) = row.text("resource_key")? {
+        if let Some(k) = row.text(C::ResourceKey)? {
             self.persons.insert(k.to_owned(), p.clone());
         }
         if let Some(u) = full_url {
             self.persons.insert(u.to_owned(), p.clone());
         }
-        for ident in row.list("identifiers") {
+        for ident in row.list(C::Identifiers) {
             // A logical reference by identifier goes to the best-linked Patient carrying it.
             match self.persons.get(ident) {
                 Some(old) if old.rank >= rank => {}
@@ -533,8 +627,8 @@ impl<'k> Run<'k> {
 
     fn resolve_subject(&self, row: &Row<'_>, unit: Place<'_>) -> Rej<&Person> {
         let doc = unit.document_subject.map(|r| reference_key(r, unit.aliases));
-        let by_key = row.text("subject_key")?.or(doc.as_deref());
-        let by_ident = row.text("subject_identifier")?;
+        let by_key = row.text(C::SubjectKey)?.or(doc.as_deref());
+        let by_ident = row.text(C::SubjectIdentifier)?;
         if by_key.is_none() && by_ident.is_none() {
             return Err(reject("missing_subject", "subject", "no patient reference"));
         }
@@ -559,11 +653,11 @@ impl<'k> Run<'k> {
             let ckey = contained_key(container_key, local);
             let Some((_, rows)) = contained.iter().find(|(k, _)| *k == ckey) else { return Ok(None) };
             let maps = self.maps;
-            let Some(view) = maps.view("Encounter") else { return Ok(None) };
+            let Some(m) = maps.mapping("Encounter") else { return Ok(None) };
             let rows = rows.as_ref().map_err(|e| reject("view_error", "contained", e.to_string()))?;
             let Some(cells) = rows.first() else { return Ok(None) };
-            let erow = Row { view, cells };
-            let vid = match erow.text("identifier")? {
+            let erow = Row { at: &m.at, cells };
+            let vid = match erow.text(C::Identifier)? {
                 Some(ident) => self.key.pseudonym(Domain::Record, &["fhir-encounter-identifier", ident]),
                 None => self.record_id(&ckey),
             };
@@ -581,10 +675,10 @@ impl<'k> Run<'k> {
             V::from(vid),
             V::from(person),
             V::I32(0),
-            row.text("class_code")?.map(V::from).unwrap_or(V::Null),
-            row.date("start")?.map(V::Date).unwrap_or(V::Null),
-            row.date("end")?.map(V::Date).unwrap_or(V::Null),
-            row.text("service_provider")?
+            row.text(C::ClassCode)?.map(V::from).unwrap_or(V::Null),
+            row.date(C::Start)?.map(V::Date).unwrap_or(V::Null),
+            row.date(C::End)?.map(V::Date).unwrap_or(V::Null),
+            row.text(C::ServiceProvider)?
                 .map(|f| V::from(self.key.pseudonym(Domain::Facility, &[f])))
                 .unwrap_or(V::Null),
             V::from("fhir"),
@@ -637,8 +731,8 @@ impl<'k> Run<'k> {
             Some(Ok((_, rows))) if rows.is_empty() => {
                 Err(reject("out_of_scope", "", "the mapping view's where clause excludes this resource"))
             }
-            Some(Ok((view, rows))) => {
-                let rows: Vec<Row<'_>> = rows.iter().map(|cells| Row { view, cells }).collect();
+            Some(Ok((m, rows))) => {
+                let rows: Vec<Row<'_>> = rows.iter().map(|cells| Row { at: &m.at, cells }).collect();
                 match rows.iter().find_map(|row| self.subject_excluded(row, unit)) {
                     Some(reason) => Ok(Outcome::Excluded(reason)),
                     None => {
@@ -687,7 +781,7 @@ impl<'k> Run<'k> {
         };
         let id = V::from(self.record_id(&key));
         let fhir = V::from("fhir");
-        let codes = row.list("codes");
+        let codes = row.list(C::Codes);
         let d = |x: Option<NaiveDate>| x.map(V::Date).unwrap_or(V::Null);
         let f = |x: Option<f64>| x.map(V::F64).unwrap_or(V::Null);
         match rt {
@@ -712,8 +806,8 @@ impl<'k> Run<'k> {
                     .filter(|(_, v)| *v == Vocabulary::Icd10)
                     .map(|(c, _)| V::from(c))
                     .unwrap_or(V::Null);
-                let start = row.date("onset")?.or(row.date("onset_period_start")?).or(row.date("recorded_date")?);
-                let visit = self.visit(contained, &key, row.text("encounter_reference")?, &person, unit)?;
+                let start = row.date(C::Onset)?.or(row.date(C::OnsetPeriodStart)?).or(row.date(C::RecordedDate)?);
+                let visit = self.visit(contained, &key, row.text(C::EncounterReference)?, &person, unit)?;
                 let out = vec![
                     id,
                     V::from(person),
@@ -722,9 +816,9 @@ impl<'k> Run<'k> {
                     vocab,
                     icd,
                     d(start),
-                    d(row.date("abatement")?),
-                    row.text("clinical_status")?.map(V::from).unwrap_or(V::Null),
-                    row.boolean("primary")?.map(V::Bool).unwrap_or(V::Null),
+                    d(row.date(C::Abatement)?),
+                    row.text(C::ClinicalStatus)?.map(V::from).unwrap_or(V::Null),
+                    row.boolean(C::Primary)?.map(V::Bool).unwrap_or(V::Null),
                     V::Null,
                     visit.map(V::from).unwrap_or(V::Null),
                     fhir,
@@ -734,14 +828,14 @@ impl<'k> Run<'k> {
             "Observation" => {
                 let picked = pick_code(&codes, &[Vocabulary::Jlac10, Vocabulary::Jlac11, Vocabulary::Loinc]);
                 let infection = picked.is_some_and(|(c, v)| is_infection_code(c, v));
-                if row.boolean("jp_clins_lab")? == Some(true) && row.boolean("has_local_code")? != Some(true) {
+                if row.boolean(C::JpClinsLab)? == Some(true) && row.boolean(C::HasLocalCode)? != Some(true) {
                     self.report.warn("missing_local_code");
                 }
-                let date = row.date("effective")?.or(row.date("issued")?);
-                let value = row.number("value_number")?.or(row.number("value_integer")?);
+                let date = row.date(C::Effective)?.or(row.date(C::Issued)?);
+                let value = row.number(C::ValueNumber)?.or(row.number(C::ValueInteger)?);
                 let coded =
-                    row.text("value_code")?.map(str::to_owned).or(row.boolean("value_boolean")?.map(|b| b.to_string()));
-                let visit = self.visit(contained, &key, row.text("encounter_reference")?, &person, unit)?;
+                    row.text(C::ValueCode)?.map(str::to_owned).or(row.boolean(C::ValueBoolean)?.map(|b| b.to_string()));
+                let visit = self.visit(contained, &key, row.text(C::EncounterReference)?, &person, unit)?;
                 let out = vec![
                     id,
                     V::from(person),
@@ -751,9 +845,9 @@ impl<'k> Run<'k> {
                     d(date),
                     f(value),
                     coded.map(V::from).unwrap_or(V::Null),
-                    row.text("unit")?.map(V::from).unwrap_or(V::Null),
-                    f(row.number("range_low")?),
-                    f(row.number("range_high")?),
+                    row.text(C::Unit)?.map(V::from).unwrap_or(V::Null),
+                    f(row.number(C::RangeLow)?),
+                    f(row.number(C::RangeHigh)?),
                     V::Bool(infection),
                     visit.map(V::from).unwrap_or(V::Null),
                     fhir,
@@ -764,15 +858,15 @@ impl<'k> Run<'k> {
                 let picked =
                     pick_code(&codes, &[Vocabulary::Yj, Vocabulary::Hot9, Vocabulary::ReceiptDrug, Vocabulary::RxNorm]);
                 let (start, end) = if rt == "MedicationRequest" {
-                    (row.date("start")?.or(row.date("authored_on")?), row.date("end")?)
+                    (row.date(C::Start)?.or(row.date(C::AuthoredOn)?), row.date(C::End)?)
                 } else {
-                    (row.date("when_handed_over")?.or(row.date("when_prepared")?), None)
+                    (row.date(C::WhenHandedOver)?.or(row.date(C::WhenPrepared)?), None)
                 };
-                let days = row.number("days_supply")?;
+                let days = row.number(C::DaysSupply)?;
                 if days.is_some_and(|x| !(0.0..=3650.0).contains(&x)) {
                     return Err(reject("out_of_range", "days_supply", "days of supply outside 0..3650"));
                 }
-                let visit = self.visit(contained, &key, row.text("encounter_reference")?, &person, unit)?;
+                let visit = self.visit(contained, &key, row.text(C::EncounterReference)?, &person, unit)?;
                 let out = vec![
                     id,
                     V::from(person),
@@ -781,7 +875,7 @@ impl<'k> Run<'k> {
                     picked.map(|(_, v)| V::from(v.short())).unwrap_or(V::Null),
                     d(start),
                     d(end),
-                    f(row.number("quantity")?),
+                    f(row.number(C::Quantity)?),
                     days.map(|x| V::I32(x.round() as i32)).unwrap_or(V::Null),
                     visit.map(V::from).unwrap_or(V::Null),
                     fhir,
@@ -790,7 +884,7 @@ impl<'k> Run<'k> {
             }
             "AllergyIntolerance" => {
                 let picked = pick_code(&codes, &[Vocabulary::Yj, Vocabulary::Hot9, Vocabulary::ReceiptDrug]);
-                let kind = match row.text("category")? {
+                let kind = match row.text(C::Category)? {
                     Some("medication") => "allergy_medication",
                     Some("food") => "allergy_food",
                     Some("environment") => "allergy_environment",
@@ -802,31 +896,31 @@ impl<'k> Run<'k> {
                     V::I32(0),
                     picked.map(|(c, _)| V::from(c)).unwrap_or(V::Null),
                     picked.map(|(_, v)| V::from(v.short())).unwrap_or(V::Null),
-                    d(row.date("recorded_date")?.or(row.date("onset")?)),
+                    d(row.date(C::RecordedDate)?.or(row.date(C::Onset)?)),
                     V::from(kind),
-                    row.text("criticality")?.map(V::from).unwrap_or(V::Null),
+                    row.text(C::Criticality)?.map(V::from).unwrap_or(V::Null),
                     fhir,
                 ];
                 self.push(&OBSERVATION, out)
             }
             "Immunization" => {
                 let picked = pick_code(&codes, &[Vocabulary::Hot13, Vocabulary::Yj, Vocabulary::Cvx]);
-                let dose = row.number("dose_number")?;
+                let dose = row.number(C::DoseNumber)?;
                 let out = vec![
                     id,
                     V::from(person),
                     picked.map(|(c, _)| V::from(c)).unwrap_or(V::Null),
                     picked.map(|(_, v)| V::from(v.short())).unwrap_or(V::Null),
-                    d(row.date("occurrence")?),
+                    d(row.date(C::Occurrence)?),
                     dose.map(|x| V::I32(x as i32)).unwrap_or(V::Null),
-                    row.text("target_disease")?.map(V::from).unwrap_or(V::Null),
-                    row.text("status")?.map(V::from).unwrap_or(V::Null),
+                    row.text(C::TargetDisease)?.map(V::from).unwrap_or(V::Null),
+                    row.text(C::Status)?.map(V::from).unwrap_or(V::Null),
                     fhir,
                 ];
                 self.push(&IMMUNIZATION, out)
             }
             "Composition" => {
-                let Some(code) = row.text("type_code")? else {
+                let Some(code) = row.text(C::TypeCode)? else {
                     return Err(reject("out_of_scope", "type", "not a referral, discharge summary or checkup report"));
                 };
                 let kind = match code {
@@ -839,10 +933,10 @@ impl<'k> Run<'k> {
                     V::from(person),
                     V::from(code),
                     V::from(kind),
-                    d(row.date("date")?),
-                    d(row.date("period_start")?),
-                    d(row.date("period_end")?),
-                    row.text("custodian")?
+                    d(row.date(C::Date)?),
+                    d(row.date(C::PeriodStart)?),
+                    d(row.date(C::PeriodEnd)?),
+                    row.text(C::Custodian)?
                         .map(|c| V::from(self.key.pseudonym(Domain::Facility, &[c])))
                         .unwrap_or(V::Null),
                     fhir,
@@ -859,7 +953,7 @@ impl<'k> Run<'k> {
 /// `resource_key`, else the entry's `fullUrl`, as in [`Run::map_row`]).
 fn contained_visits(
     maps: &Mappings,
-    view: &View,
+    at: &Positions,
     rows: &[Vec<Cell>],
     res: J<'_>,
     unit: &Unit<'_>,
@@ -867,8 +961,8 @@ fn contained_visits(
     let mut out: Vec<(String, Result<Vec<Vec<Cell>>>)> = Vec::new();
     let Some(encounter) = maps.view("Encounter") else { return out };
     for cells in rows {
-        let row = Row { view, cells };
-        let Some(local) = row.text("encounter_reference").ok().flatten().and_then(|r| r.strip_prefix('#')) else {
+        let row = Row { at, cells };
+        let Some(local) = row.text(C::EncounterReference).ok().flatten().and_then(|r| r.strip_prefix('#')) else {
             continue;
         };
         let Some(key) = row.record_key(unit.full_url).ok().flatten() else { continue };
@@ -1107,6 +1201,37 @@ mod tests {
 
     #[test]
     fn dates_and_codes() {
+        // The byte parser against the split-based definition it replaced, on every string
+        // of the shapes around the accepted ones.
+        fn by_splitting(s: &str) -> Option<NaiveDate> {
+            let mut it = s.split('T').next()?.split('-');
+            let y = it.next().filter(|y| y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()))?;
+            let num = |p: Option<&str>| match p {
+                None => Some(None),
+                Some(x) if x.len() == 2 && x.bytes().all(|b| b.is_ascii_digit()) => x.parse().ok().map(Some),
+                Some(_) => None,
+            };
+            let (m, d) = (num(it.next())?, num(it.next())?);
+            if it.next().is_some() {
+                return None;
+            }
+            NaiveDate::from_ymd_opt(y.parse().ok()?, m.unwrap_or(1), d.unwrap_or(1))
+        }
+        let parts = ["", "2021", "0000", "9999", "202", "20a1", "-", "-07", "-7", "-13", "-00", "-02", "-30", "-29"];
+        let tails = ["", "T", "T10:00:00+09:00", "-", "-01", "x", " ", "Z", "\u{ff12}"];
+        let mut n = 0;
+        for a in parts {
+            for b in parts {
+                for c in parts {
+                    for t in tails {
+                        let s = format!("{a}{b}{c}{t}");
+                        assert_eq!(parse_fhir_date(&s), by_splitting(&s), "{s:?}");
+                        n += 1;
+                    }
+                }
+            }
+        }
+        assert!(n > 20_000);
         assert_eq!(parse_fhir_date("2021-07-12T00:00:00+09:00"), NaiveDate::from_ymd_opt(2021, 7, 12));
         assert_eq!(parse_fhir_date("1970-06"), NaiveDate::from_ymd_opt(1970, 6, 1));
         assert_eq!(parse_fhir_date("2021-02-30"), None);
@@ -1131,5 +1256,33 @@ mod tests {
         ] {
             assert_eq!(pass1_candidate(line.as_bytes()), want, "{line}");
         }
+    }
+
+    #[test]
+    fn every_column_the_loader_reads_is_in_a_view_at_its_position() {
+        let maps = Mappings::builtin().expect("views");
+        for &c in C::ALL {
+            // A name no view has would read as null on every row: a misspelt column.
+            let mut found = false;
+            for m in maps.views.values() {
+                let at = m.at[c as usize];
+                match m.view.column(c.name()) {
+                    Some(i) => {
+                        assert_eq!(usize::from(at), i, "{} in {}", c.name(), m.view.resource);
+                        found = true;
+                    }
+                    None => assert_eq!(at, u16::MAX, "{} in {}", c.name(), m.view.resource),
+                }
+            }
+            assert!(found, "no mapping view has the column `{}`", c.name());
+        }
+        // A row reads its cells by those positions; a column its view lacks reads as null.
+        let m = maps.mapping("Observation").expect("observation view");
+        let mut cells = vec![Cell::Null; m.view.columns.len()];
+        cells[m.view.column("unit").expect("unit")] = Cell::Str("mg/dL".into());
+        let row = Row { at: &m.at, cells: &cells };
+        assert_eq!(row.text(C::Unit).ok().flatten(), Some("mg/dL"));
+        assert_eq!(row.text(C::Gender).ok().flatten(), None);
+        assert!(matches!(row.number(C::Unit), Err(r) if r.field == "unit"));
     }
 }
