@@ -258,6 +258,16 @@ pub fn prefecture_from_postcode(postcode: &str) -> Option<&'static str> {
 /// JIS X 0401 prefecture code of a prefecture name: `東京都`, `東京`, `Tokyo`, `tokyo-to`, or
 /// the code itself (`13`, `１３`).
 pub fn prefecture_code(name: &str) -> Option<&'static str> {
+    // A name as the table writes it (`東京都`, the usual form) is its own normal form and
+    // matches no other prefecture's name, short name or romaji: no normalization needed.
+    if let Some(p) = PREFECTURES.iter().find(|p| p.name == name) {
+        return Some(p.code);
+    }
+    prefecture_code_normalized(name)
+}
+
+/// [`prefecture_code`] of any written form, normalized first.
+fn prefecture_code_normalized(name: &str) -> Option<&'static str> {
     let n = nfkc_compact(name);
     if n.is_empty() {
         return None;
@@ -301,6 +311,15 @@ mod tests {
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).expect("date")
+    }
+
+    #[test]
+    fn a_prefecture_name_as_written_finds_what_its_normal_form_finds() {
+        assert_eq!(PREFECTURES.len(), 47);
+        for p in PREFECTURES.iter() {
+            assert_eq!(prefecture_code(p.name), prefecture_code_normalized(p.name), "{}", p.name);
+            assert_eq!(prefecture_code(p.name), Some(p.code));
+        }
     }
 
     #[test]
