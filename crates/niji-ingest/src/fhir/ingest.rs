@@ -569,9 +569,10 @@ impl<'k> Run<'k> {
             if link.basis == niji_pseudo::LinkageBasis::SourceId {
                 self.report.warn("linkage_source_id");
             }
-            let prefecture = row.text(C::Prefecture)?.and_then(niji_pseudo::generalize::prefecture_code).or_else(|| {
-                row.text(C::PostalCode).ok().flatten().and_then(niji_pseudo::generalize::prefecture_from_postcode)
-            });
+            let prefecture =
+                row.text(C::Prefecture)?.and_then(niji_pseudo::generalize::prefecture_code).or_else(|| {
+                    row.text(C::PostalCode).ok().flatten().and_then(niji_pseudo::generalize::prefecture_from_postcode)
+                });
             let area = row.text(C::PostalCode)?.and_then(niji_pseudo::generalize::secondary_medical_area);
             // Every field is checked before the first row is written: a quarantined Patient
             // leaves no row behind.
