@@ -68,11 +68,6 @@ fn table(
     Ok(Arc::new(MemTable::try_new(schema, parts)?))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 pub fn run(opts: &Opts) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(run_async(opts))
@@ -155,7 +150,7 @@ async fn run_async(opts: &Opts) -> anyhow::Result<()> {
             dp.push(t.elapsed().as_secs_f64() * 1e3);
             anyhow::ensure!(!answer.batches.is_empty(), "no dp rows");
         }
-        let (p, d) = (median(plain), median(dp));
+        let (p, d) = (crate::report::median(plain), crate::report::median(dp));
         println!("{label:<62} {p:>10.1} {d:>10.1} {:>6.2}×", d / p);
     }
     println!("(median of 5 runs each; dp includes analysis, contribution bounding, OpenDP noise and post-processing)");

@@ -9,7 +9,9 @@
 //! - DuckDB: `read_json` → `COPY … (FORMAT parquet)` with `SET threads` = 1 and 2;
 //! - polars: `scan_ndjson` → `sink_parquet` (`POLARS_MAX_THREADS=1`).
 //!
-//! `--no-peers` measures ours only.
+//! `--runs R` (default 3) repeats the whole comparison R times, each contender once per round in
+//! turn, and reports medians with the range of the per-round ratios. `--no-peers` measures ours
+//! only.
 //!
 //! The input is generated here in the JP-CLINS shapes (Patient with the insurance member id
 //! and a kana name, Condition with a MEDIS code, laboratory Observation with JLAC10), one file
@@ -216,41 +218,46 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
     let thread_counts: Vec<usize> = (1..=max_threads).collect();
     eprintln!("fhir: {} persons, {resources} resources, {mb:.1} MB NDJSON; threads {thread_counts:?}", opts.persons);
 
-    let mut ours_s = Vec::new();
-    let mut plain_s = Vec::new();
+    // `--runs` rounds, each running every contender once in turn, so that a slow minute of a
+    // shared machine hits all of them; medians are reported, with the range of the per-round
+    // ratios.
+    let runs = opts.runs;
+    let n = thread_counts.len();
+    let (mut ours_s, mut plain_s, mut duck_s) = (vec![Vec::new(); n], vec![Vec::new(); n], vec![Vec::new(); n]);
     let mut tables = None;
-    for &threads in &thread_counts {
-        let cpu0 = cpu_seconds();
-        let (secs, rows) = ours(&inputs, &dir.join(format!("ours-{threads}")), threads, resources)?;
-        let cpu = cpu_seconds() - cpu0;
-        // The outputs do not depend on the thread count; the row counts per table must agree.
-        if let Some(first) = &tables {
-            anyhow::ensure!(first == &rows, "rows per table differ between thread counts");
+    let abs = |p: &Path| std::fs::canonicalize(p).map(|p| p.display().to_string());
+    let files: Vec<String> = inputs.iter().map(|i| abs(i)).collect::<Result<_, _>>()?;
+    for round in 1..=runs {
+        for (k, &threads) in thread_counts.iter().enumerate() {
+            let cpu0 = cpu_seconds();
+            let (secs, rows) = ours(&inputs, &dir.join(format!("ours-{threads}")), threads, resources)?;
+            let cpu = cpu_seconds() - cpu0;
+            // The outputs do not depend on the thread count; the row counts per table must agree.
+            if let Some(first) = &tables {
+                anyhow::ensure!(first == &rows, "rows per table differ between thread counts");
+            }
+            tables = Some(rows);
+            let (plain, view_rows) = views_only(&inputs, &dir.join(format!("views-only-{threads}")), threads)?;
+            let mut line = format!(
+                "fhir: round {round}/{runs}, {threads} thread(s): ours {secs:.2} s ({cpu:.2} s CPU), views only {plain:.2} s ({view_rows} rows)"
+            );
+            ours_s[k].push(secs);
+            plain_s[k].push(plain);
+            if opts.peers {
+                let duck_out = dir.join(format!("duck-{threads}"));
+                std::fs::create_dir_all(&duck_out)?;
+                let mut args = vec![threads.to_string(), abs(&duck_out)?];
+                args.extend(files.iter().cloned());
+                let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                let d = peer::value(&peer::run(DUCKDB, &arg_refs)?, "seconds")?;
+                line.push_str(&format!(", duckdb {d:.2} s (ours / duckdb {:.2}x)", d / secs));
+                duck_s[k].push(d);
+            }
+            eprintln!("{line}");
         }
-        tables = Some(rows);
-        let (plain, view_rows) = views_only(&inputs, &dir.join(format!("views-only-{threads}")), threads)?;
-        eprintln!(
-            "fhir: {threads} thread(s): ours {secs:.2} s ({cpu:.2} s CPU), views only {plain:.2} s ({view_rows} rows)"
-        );
-        ours_s.push(secs);
-        plain_s.push(plain);
     }
-
-    let mut duck_s = Vec::new();
     let mut polars = None;
     if opts.peers {
-        let abs = |p: &Path| std::fs::canonicalize(p).map(|p| p.display().to_string());
-        let files: Vec<String> = inputs.iter().map(|i| abs(i)).collect::<Result<_, _>>()?;
-        for &threads in &thread_counts {
-            let duck_out = dir.join(format!("duck-{threads}"));
-            std::fs::create_dir_all(&duck_out)?;
-            let mut args = vec![threads.to_string(), abs(&duck_out)?];
-            args.extend(files.iter().cloned());
-            let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            let secs = peer::value(&peer::run(DUCKDB, &arg_refs)?, "seconds")?;
-            eprintln!("fhir: duckdb with {threads} thread(s) {secs:.2} s");
-            duck_s.push(secs);
-        }
         let polars_out = dir.join("polars");
         std::fs::create_dir_all(&polars_out)?;
         let mut args = vec![abs(&polars_out)?];
@@ -263,24 +270,31 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
 
     for (k, &threads) in thread_counts.iter().enumerate() {
         let t = if threads == 1 { "1 thread".to_owned() } else { format!("{threads} threads") };
-        for (what, secs) in [("pseudonymized", ours_s[k]), ("no pseudonyms", plain_s[k])] {
+        for (what, times) in [("pseudonymized", &ours_s[k]), ("no pseudonyms", &plain_s[k])] {
+            let secs = crate::report::median(times.clone());
             let what = format!("fhir ndjson→parquet, {what}, {t}");
-            let mut peers: Vec<(String, f64)> = Vec::new();
-            if let Some(&d) = duck_s.get(k) {
-                peers.push((format!("duckdb {t}"), d));
+            let mut peers: Vec<(String, f64, String)> = Vec::new();
+            if !duck_s[k].is_empty() {
+                // Throughput ratios per round: peer seconds / our seconds.
+                let per_round: Vec<f64> = duck_s[k].iter().zip(times).map(|(d, o)| d / o).collect();
+                let (lo, hi) = per_round.iter().fold((f64::INFINITY, 0f64), |(l, h), r| (l.min(*r), h.max(*r)));
+                let note = format!("median of {runs} alternating rounds; per-round ratio {lo:.2}–{hi:.2}x");
+                eprintln!("fhir: {what}: {note}");
+                peers.push((format!("duckdb {t}"), crate::report::median(duck_s[k].clone()), note));
             }
             if threads == 1
                 && let Some(p) = polars
             {
-                peers.push(("polars 1 thread".to_owned(), p));
+                peers.push(("polars 1 thread".to_owned(), p, "polars: one run".to_owned()));
             }
             if peers.is_empty() {
                 ours_only("fhir", &what, "MB/s", mb / secs);
                 ours_only("fhir", &what, "resources/s", resources as f64 / secs);
             }
-            for (peer_name, peer_s) in peers {
-                peer::row("fhir", &what, "MB/s", mb / secs, &peer_name, mb / peer_s);
-                peer::row("fhir", &what, "resources/s", resources as f64 / secs, &peer_name, resources as f64 / peer_s);
+            for (peer_name, peer_s, note) in peers {
+                peer::row_noted("fhir", &what, "MB/s", mb / secs, &peer_name, mb / peer_s, &note);
+                let r = resources as f64;
+                peer::row_noted("fhir", &what, "resources/s", r / secs, &peer_name, r / peer_s, &note);
             }
         }
     }

@@ -56,7 +56,12 @@ pub fn value(out: &str, key: &str) -> anyhow::Result<f64> {
 
 /// One result row: ours against the peer, printed now and recorded for the summary and JSON.
 pub fn row(key: &str, item: &str, unit: &str, ours: f64, peer_name: &str, peer: f64) {
+    row_noted(key, item, unit, ours, peer_name, peer, "");
+}
+
+/// As [`row`], with a note for the summary and JSON (how the figures were taken).
+pub fn row_noted(key: &str, item: &str, unit: &str, ours: f64, peer_name: &str, peer: f64, note: &str) {
     let ratio = if peer > 0.0 { ours / peer } else { f64::NAN };
     println!("{item:<36} {ours:>14.1} {unit:<12} {peer_name:<10} {peer:>14.1} {unit:<12} ratio {ratio:>6.2}x");
-    crate::report::pair(key, item, unit, ours, peer_name, peer, "");
+    crate::report::pair(key, item, unit, ours, peer_name, peer, note);
 }

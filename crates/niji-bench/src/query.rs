@@ -22,6 +22,7 @@ use niji_query::QueryRequest;
 use serde_json::{Value, json};
 
 use crate::cohort::{self, Cohort};
+use crate::report::median;
 use crate::{Opts, peer, report};
 
 /// Age band at the reference year (the synthetic period is 2023) from `year_of_birth`.
@@ -232,11 +233,6 @@ pub fn agree(a: &[Vec<Cell>], b: &[Vec<Cell>]) -> bool {
     };
     let (a, b) = (sorted(a), sorted(b));
     a.iter().zip(&b).all(|(x, y)| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.close(q)))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// A plain query's median milliseconds and answer rows, or why it failed.

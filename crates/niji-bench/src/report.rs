@@ -44,6 +44,12 @@ pub fn record(row: Row) {
     }
 }
 
+/// The median of some timings (the upper one of an even count; NaN for none).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 /// Shorthand for a row with both figures.
 pub fn pair(item: &str, what: &str, unit: &str, ours: f64, peer: &str, peer_value: f64, note: &str) {
     record(Row {
