@@ -69,6 +69,49 @@ pub enum Expr {
     /// A chain of member steps (with `ofType()` filters, and `first()` at the end) after
     /// `base`, fused from the `Member` and `Call` nodes the parser builds ([`fuse`]).
     Path(Box<Path>),
+    /// `a & '|' & b`: a `&` chain of string literals and members of the focus, fused from
+    /// the nested `Bin` nodes ([`fuse`]); see [`Join`].
+    Join(Box<Join>),
+    /// `member = 'text'` or `member != 'text'` on the focus, fused from the nested nodes
+    /// ([`fuse`]); see [`Compare`].
+    Compare(Box<Compare>),
+}
+
+/// A fused comparison of a member of the focus with a string literal (`system = '…'`,
+/// `status != 'entered-in-error'`). On one object whose member is a string or absent it is
+/// decided from one look at the member; anything else evaluates `general`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compare {
+    /// The member.
+    pub member: String,
+    /// The literal.
+    pub text: String,
+    /// `!=` instead of `=`.
+    pub not: bool,
+    /// The comparison as parsed.
+    pub general: Expr,
+}
+
+/// A fused `&` chain whose operands are string literals and single members of the focus
+/// (`system & '|' & code`, the shape that turns codings and identifiers into keys). On one
+/// object whose members are strings or absent it is built as one string from one look at
+/// each member; anything else (several items, numbers, arrays, choice-type members, a member
+/// named like the resource type) evaluates `general`, the nested nodes it was fused from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Join {
+    /// The operands in order.
+    pub parts: Vec<JoinPart>,
+    /// The chain as parsed, for whatever the direct form does not cover.
+    pub general: Expr,
+}
+
+/// One operand of a [`Join`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum JoinPart {
+    /// A string literal.
+    Lit(String),
+    /// A member of the focus.
+    Member(String),
 }
 
 /// A fused path: `base.a.b.ofType(T).c[.first()]`, navigated depth-first in one pass per
@@ -80,11 +123,25 @@ pub struct Path {
     pub base: Expr,
     /// The steps, in order.
     pub steps: Vec<Step>,
-    /// `first()` ends the path: navigation stops at the first item.
-    pub first: bool,
+    /// What ends the path: its items, or `first()`, `exists()` or `empty()` (navigation
+    /// stops at the first item).
+    pub end: End,
     /// Where the first member is in the view's [`RootIndex`] (`u16::MAX`: not indexed), set by
     /// [`Expr::index_roots`].
     pub root_slot: u16,
+}
+
+/// What ends a fused [`Path`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The items reached.
+    Items,
+    /// `first()`: the first item reached.
+    First,
+    /// `exists()`: whether any item is reached.
+    Exists,
+    /// `empty()`: whether none is.
+    Empty,
 }
 
 /// One step of a fused [`Path`].
@@ -676,14 +733,14 @@ fn fuse(e: Expr) -> Expr {
         Expr::Member(base, name) => {
             let base = fuse(*base);
             match base {
-                Expr::Path(mut p) if !p.first => {
+                Expr::Path(mut p) if p.end == End::Items => {
                     p.steps.push(Step::Member(name));
                     Expr::Path(p)
                 }
                 base => Expr::Path(Box::new(Path {
                     base,
                     steps: vec![Step::Member(name)],
-                    first: false,
+                    end: End::Items,
                     root_slot: u16::MAX,
                 })),
             }
@@ -691,13 +748,19 @@ fn fuse(e: Expr) -> Expr {
         Expr::Call(base, f, args) => {
             let base = fuse(*base);
             match (base, f) {
-                (Expr::Path(mut p), Func::OfType) if !p.first && type_arg(&args).is_ok() => {
+                (Expr::Path(mut p), Func::OfType) if p.end == End::Items && type_arg(&args).is_ok() => {
                     let t = type_arg(&args).map(str::to_owned).unwrap_or_default();
                     p.steps.push(Step::OfType(t));
                     Expr::Path(p)
                 }
-                (Expr::Path(mut p), Func::First) if !p.first => {
-                    p.first = true;
+                (Expr::Path(mut p), f @ (Func::First | Func::Exists | Func::Empty))
+                    if p.end == End::Items && args.is_empty() =>
+                {
+                    p.end = match f {
+                        Func::First => End::First,
+                        Func::Exists => End::Exists,
+                        _ => End::Empty,
+                    };
                     Expr::Path(p)
                 }
                 (base, f) => {
@@ -710,9 +773,56 @@ fn fuse(e: Expr) -> Expr {
         }
         Expr::Index(a, i) => Expr::Index(b(a), b(i)),
         Expr::Neg(a) => Expr::Neg(b(a)),
-        Expr::Bin(op, x, y) => Expr::Bin(op, b(x), b(y)),
+        Expr::Bin(op @ (BinOp::Eq | BinOp::Ne), x, y) => {
+            let general = Expr::Bin(op, b(x), b(y));
+            let Expr::Bin(_, x, y) = &general else { return general };
+            match (join_parts(x, &mut Vec::new()), &**x, &**y) {
+                (true, Expr::Path(p), Expr::Str(text)) => {
+                    let Some(Step::Member(member)) = p.steps.first() else { return general };
+                    let (member, text) = (member.clone(), text.clone());
+                    Expr::Compare(Box::new(Compare { member, text, not: op == BinOp::Ne, general }))
+                }
+                _ => general,
+            }
+        }
+        Expr::Bin(op, x, y) => {
+            let general = Expr::Bin(op, b(x), b(y));
+            let mut parts = Vec::new();
+            if op == BinOp::Concat
+                && join_parts(&general, &mut parts)
+                && parts.iter().any(|p| matches!(p, JoinPart::Member(_)))
+            {
+                Expr::Join(Box::new(Join { parts, general }))
+            } else {
+                general
+            }
+        }
         Expr::TypeOp(is, a, t) => Expr::TypeOp(is, b(a), t),
         other => other,
+    }
+}
+
+/// The operands of a (fused) `&` chain, left to right, when each is a string literal or a
+/// single member of the focus (a one-step path from `$this`, or a `Join` already fused).
+fn join_parts(e: &Expr, out: &mut Vec<JoinPart>) -> bool {
+    match e {
+        Expr::Bin(BinOp::Concat, x, y) => join_parts(x, out) && join_parts(y, out),
+        Expr::Join(j) => {
+            out.extend(j.parts.iter().cloned());
+            true
+        }
+        Expr::Str(l) => {
+            out.push(JoinPart::Lit(l.clone()));
+            true
+        }
+        Expr::Path(p) if p.base == Expr::This && p.end == End::Items => match p.steps.as_slice() {
+            [Step::Member(n)] => {
+                out.push(JoinPart::Member(n.clone()));
+                true
+            }
+            _ => false,
+        },
+        _ => false,
     }
 }
 
@@ -722,6 +832,8 @@ impl Expr {
         f(self);
         match self {
             Expr::Path(p) => p.base.visit_mut(f),
+            Expr::Join(j) => j.general.visit_mut(f),
+            Expr::Compare(c) => c.general.visit_mut(f),
             Expr::Member(b, _) | Expr::Neg(b) | Expr::TypeOp(_, b, _) => b.visit_mut(f),
             Expr::Call(b, _, args) => {
                 b.visit_mut(f);
@@ -1565,6 +1677,62 @@ fn concat<'a>(mut x: Coll<'a>, y: &[Item<'a>]) -> PResult<Coll<'a>> {
     Ok(smallvec![Item::Str(Cow::Owned(s))])
 }
 
+/// The member `name` of the one object in `input` as [`walk`] finds it, where that is one
+/// string (`Some(Some)`) or nothing (`Some(None)`); `None` for anything else (several items,
+/// another kind, an array, choice-type members, a member named like the resource type).
+#[inline]
+fn member_text<'a>(name: &str, input: &[Item<'a>]) -> Option<Option<&'a str>> {
+    let [Item::Node(v, _)] = input else { return None };
+    if !v.is_object() {
+        return None;
+    }
+    let l = lookup(*v, name);
+    match l.exact.map(|x| x.kind()) {
+        Some(Kind::Str(s)) => Some(Some(s)),
+        Some(Kind::Null) => Some(None),
+        Some(_) => None,
+        None if l.choice || l.resource_type == Some(name) => None,
+        None => Some(None),
+    }
+}
+
+/// A [`Join`] on one object whose members in `parts` are each a string or absent: what the
+/// nested `&` nodes give (an absent member counts as `''`), as one string. `None` for any
+/// other input, which the nested nodes then evaluate.
+fn join_direct(parts: &[JoinPart], input: &[Item<'_>]) -> Option<String> {
+    if !matches!(input, [Item::Node(v, _)] if v.is_object()) {
+        return None;
+    }
+    // At most four members are looked up (`a & '|' & b` has two); longer chains take the
+    // general form.
+    let mut found: [&str; 4] = [""; 4];
+    let mut len = 0;
+    let mut m = 0;
+    for p in parts {
+        match p {
+            JoinPart::Lit(l) => len += l.len(),
+            JoinPart::Member(name) => {
+                let slot = found.get_mut(m)?;
+                m += 1;
+                *slot = member_text(name, input)?.unwrap_or_default();
+                len += slot.len();
+            }
+        }
+    }
+    let mut s = String::with_capacity(len);
+    let mut m = 0;
+    for p in parts {
+        match p {
+            JoinPart::Lit(l) => s.push_str(l),
+            JoinPart::Member(_) => {
+                s.push_str(found[m]);
+                m += 1;
+            }
+        }
+    }
+    Some(s)
+}
+
 fn arith<'a>(op: BinOp, a: &[Item<'a>], b: &[Item<'a>]) -> PResult<Coll<'a>> {
     // `&` never comes here ([`concat`]).
     let (Some(x), Some(y)) = (single(a, "arithmetic")?, single(b, "arithmetic")?) else {
@@ -1792,6 +1960,15 @@ pub fn eval<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Co
             let b = eval(base, input, ctx)?;
             call(*func, b, args, input, ctx)?
         }
+        Expr::Compare(c) => match member_text(&c.member, input) {
+            Some(Some(s)) => smallvec![Item::Bool((s == c.text) != c.not)],
+            Some(None) => smallvec![],
+            None => eval(&c.general, input, ctx)?,
+        },
+        Expr::Join(j) => match join_direct(&j.parts, input) {
+            Some(s) => smallvec![Item::Str(Cow::Owned(s))],
+            None => eval(&j.general, input, ctx)?,
+        },
         Expr::Path(p) => {
             // A path at the start of an expression navigates from the focus without copying it.
             let based;
@@ -1801,7 +1978,7 @@ pub fn eval<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Co
                 based = eval(&p.base, input, ctx)?;
                 &based
             };
-            let limit = if p.first { 1 } else { usize::MAX };
+            let limit = if p.end == End::Items { usize::MAX } else { 1 };
             let mut out = Coll::new();
             for it in from {
                 let done = match (ctx.root, p.steps.split_first(), it) {
@@ -1819,7 +1996,11 @@ pub fn eval<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Co
                     break;
                 }
             }
-            out
+            match p.end {
+                End::Items | End::First => out,
+                End::Exists => smallvec![Item::Bool(!out.is_empty())],
+                End::Empty => smallvec![Item::Bool(out.is_empty())],
+            }
         }
     })
 }
@@ -2220,12 +2401,36 @@ mod tests {
                 docs.extend(entries);
             }
         }
+        // `&` chains ([`Join`]) over members of every kind the texts below give them.
+        for p in [
+            "system & '|' & code",
+            "code & '-' & system & ':' & display & version",
+            "'<' & system & '>'",
+            "system & value",
+            "system & '|' & Coding",
+            "value & '|' & code",
+            "(system & '|') & (code & '|')",
+            "system = 's'",
+            "system != 's'",
+            "code = 'a' or code = 'k'",
+            "Coding = 'z'",
+            "value != 'x'",
+            "status != 'entered-in-error' or status.empty()",
+        ] {
+            paths.push(p.to_owned());
+        }
         paths.sort();
         paths.dedup();
         let mut parsed: Vec<(Expr, Expr)> =
             paths.iter().filter_map(|p| Some((parse(p).ok()?, parse_nested(p).ok()?))).collect();
         assert!(parsed.len() > 150, "{} paths", parsed.len());
         assert!(parsed.iter().filter(|(f, _)| matches!(f, Expr::Path(_))).count() > 50);
+        let joins = |e: &Expr| {
+            let mut n = 0;
+            e.clone().visit_mut(&mut |x| n += usize::from(matches!(x, Expr::Join(_))));
+            n
+        };
+        assert!(parsed.iter().map(|(f, _)| joins(f)).sum::<usize>() >= 10, "too few `&` chains fused");
         let consts = HashMap::new();
         let mut names = Vec::new();
         for (fused, _) in &mut parsed {
@@ -2247,6 +2452,10 @@ mod tests {
         );
         texts.push(
             r#"{"resourceType":"Patient","Patient":{"id":"inner"},"name":[{"family":"f"}],"deceasedDateTime":"2020"}"#
+                .into(),
+        );
+        texts.push(
+            r#"{"resourceType":"Observation","code":{"coding":[{"system":"s","code":"a"},{"system":null,"code":"b"},{"code":"c"},{"system":1,"code":"d"},{"system":2.5,"code":"d"},{"system":["x","y"],"code":"e"},{"system":["x"],"code":"e"},{"system":true,"code":"f"},{"systemUri":"u","code":"g"},{"system":"s","code":{"x":1}},{"system":"a","system":"b","code":"h"},{"resourceType":"Coding","Coding":"z","code":"i"},{"resourceType":"Coding","code":"j"},{"system":"s","code":"k","display":"d","version":"v"},{"system":"s","value":"x","valueString":"y"}]},"valueString":"v","valueInteger":3,"system":"top"}"#
                 .into(),
         );
         let (mut compared, mut nonempty) = (0usize, 0usize);
@@ -2312,12 +2521,14 @@ mod tests {
                 let mut want = steps(&["a", "b"]);
                 want.push(Step::OfType("Quantity".into()));
                 want.extend(steps(&["c"]));
-                assert_eq!((p.base, p.steps, p.first), (Expr::This, want, true));
+                assert_eq!((p.base, p.steps, p.end), (Expr::This, want, End::First));
             }
             other => panic!("{other:?}"),
         }
         match parse("a.first().b") {
-            Ok(Expr::Path(p)) => assert!(matches!(p.base, Expr::Path(ref q) if q.first) && !p.first),
+            Ok(Expr::Path(p)) => {
+                assert!(matches!(p.base, Expr::Path(ref q) if q.end == End::First) && p.end == End::Items)
+            }
             other => panic!("{other:?}"),
         }
         let msg = |src: &str| parse(src).err().map(|e| e.0).unwrap_or_default();
