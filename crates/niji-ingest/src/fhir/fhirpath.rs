@@ -776,10 +776,9 @@ fn fuse(e: Expr) -> Expr {
         Expr::Bin(op @ (BinOp::Eq | BinOp::Ne), x, y) => {
             let general = Expr::Bin(op, b(x), b(y));
             let Expr::Bin(_, x, y) = &general else { return general };
-            match (join_parts(x, &mut Vec::new()), &**x, &**y) {
-                (true, Expr::Path(p), Expr::Str(text)) => {
-                    let Some(Step::Member(member)) = p.steps.first() else { return general };
-                    let (member, text) = (member.clone(), text.clone());
+            match (focus_member(x), &**y) {
+                (Some(member), Expr::Str(text)) => {
+                    let (member, text) = (member.to_owned(), text.clone());
                     Expr::Compare(Box::new(Compare { member, text, not: op == BinOp::Ne, general }))
                 }
                 _ => general,
@@ -815,14 +814,24 @@ fn join_parts(e: &Expr, out: &mut Vec<JoinPart>) -> bool {
             out.push(JoinPart::Lit(l.clone()));
             true
         }
-        Expr::Path(p) if p.base == Expr::This && p.end == End::Items => match p.steps.as_slice() {
-            [Step::Member(n)] => {
-                out.push(JoinPart::Member(n.clone()));
+        e => match focus_member(e) {
+            Some(n) => {
+                out.push(JoinPart::Member(n.to_owned()));
                 true
             }
-            _ => false,
+            None => false,
         },
-        _ => false,
+    }
+}
+
+/// The name when `e` is a single member of the focus: a one-step path from `$this`.
+fn focus_member(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Path(p) if p.base == Expr::This && p.end == End::Items => match p.steps.as_slice() {
+            [Step::Member(n)] => Some(n),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
