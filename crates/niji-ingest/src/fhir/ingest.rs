@@ -1104,10 +1104,10 @@ pub fn ingest_with_consent(
 /// and evaluated by its views on a second thread, a bounded number of records ahead of the
 /// linkage, pseudonyms and CDM rows, which stay on the calling thread in input order (the
 /// calling thread evaluates some records' views itself when it runs out of work). The outputs
-/// are the same whatever the count. On the benchmark input two threads take 0.44–0.47 s
-/// against 0.67–0.72 s for one, with an allocator that frees across threads cheaply (the
-/// `niji` binary uses mimalloc; with glibc's malloc two threads were no faster than one:
-/// docs/PERFORMANCE.md).
+/// are the same whatever the count. On the benchmark input two threads take 0.31–0.33 s
+/// against 0.48–0.50 s for one (release build), with an allocator that frees across threads
+/// cheaply (the `niji` binary uses mimalloc; with glibc's malloc two threads were no faster
+/// than one: docs/PERFORMANCE.md).
 pub fn ingest_with_threads(
     opts: &FhirIngestOptions,
     key: &PseudonymKey,
