@@ -66,8 +66,9 @@ pub enum Expr {
     Bin(BinOp, Box<Expr>, Box<Expr>),
     /// `x is T` / `x as T`.
     TypeOp(bool, Box<Expr>, String),
-    /// A chain of member steps (with `ofType()` filters, and `first()` at the end) after
-    /// `base`, fused from the `Member` and `Call` nodes the parser builds ([`fuse`]).
+    /// A chain of member steps (with `ofType()` filters, and `first()`, `exists()` or `empty()`
+    /// at the end) after `base`, fused from the `Member` and `Call` nodes the parser builds
+    /// ([`fuse`]).
     Path(Box<Path>),
     /// `a & '|' & b`: a `&` chain of string literals and members of the focus, fused from
     /// the nested `Bin` nodes ([`fuse`]); see [`Join`].
@@ -114,7 +115,7 @@ pub enum JoinPart {
     Member(String),
 }
 
-/// A fused path: `base.a.b.ofType(T).c[.first()]`, navigated depth-first in one pass per
+/// A fused path: `base.a.b.ofType(T).c[.first()|.exists()|.empty()]`, navigated depth-first in one pass per
 /// input item, without a collection per step. It gives the same items in the same order as
 /// the nested nodes it replaces (a tree walked depth-first keeps the order step by step).
 #[derive(Debug, Clone, PartialEq)]
@@ -774,14 +775,17 @@ fn fuse(e: Expr) -> Expr {
         Expr::Index(a, i) => Expr::Index(b(a), b(i)),
         Expr::Neg(a) => Expr::Neg(b(a)),
         Expr::Bin(op @ (BinOp::Eq | BinOp::Ne), x, y) => {
-            let general = Expr::Bin(op, b(x), b(y));
-            let Expr::Bin(_, x, y) = &general else { return general };
-            match (focus_member(x), &**y) {
-                (Some(member), Expr::Str(text)) => {
-                    let (member, text) = (member.to_owned(), text.clone());
+            let (x, y) = (b(x), b(y));
+            let fused = match (focus_member(&x), &*y) {
+                (Some(member), Expr::Str(text)) => Some((member.to_owned(), text.clone())),
+                _ => None,
+            };
+            let general = Expr::Bin(op, x, y);
+            match fused {
+                Some((member, text)) => {
                     Expr::Compare(Box::new(Compare { member, text, not: op == BinOp::Ne, general }))
                 }
-                _ => general,
+                None => general,
             }
         }
         Expr::Bin(op, x, y) => {
@@ -2410,7 +2414,8 @@ mod tests {
                 docs.extend(entries);
             }
         }
-        // `&` chains ([`Join`]) over members of every kind the texts below give them.
+        // `&` chains ([`Join`]) and comparisons ([`Compare`]) over members of every kind the
+        // texts below give them.
         for p in [
             "system & '|' & code",
             "code & '-' & system & ':' & display & version",
@@ -2434,12 +2439,15 @@ mod tests {
             paths.iter().filter_map(|p| Some((parse(p).ok()?, parse_nested(p).ok()?))).collect();
         assert!(parsed.len() > 150, "{} paths", parsed.len());
         assert!(parsed.iter().filter(|(f, _)| matches!(f, Expr::Path(_))).count() > 50);
-        let joins = |e: &Expr| {
+        let fused = |kind: fn(&Expr) -> bool| {
             let mut n = 0;
-            e.clone().visit_mut(&mut |x| n += usize::from(matches!(x, Expr::Join(_))));
+            for (f, _) in &parsed {
+                f.clone().visit_mut(&mut |x| n += usize::from(kind(x)));
+            }
             n
         };
-        assert!(parsed.iter().map(|(f, _)| joins(f)).sum::<usize>() >= 10, "too few `&` chains fused");
+        assert!(fused(|x| matches!(x, Expr::Join(_))) >= 10, "too few `&` chains fused");
+        assert!(fused(|x| matches!(x, Expr::Compare(_))) >= 5, "too few comparisons fused");
         let consts = HashMap::new();
         let mut names = Vec::new();
         for (fused, _) in &mut parsed {
