@@ -668,8 +668,10 @@ impl<'k> Run<'k> {
         Ok(Some(self.record_id(&reference_key(r, unit.aliases))))
     }
 
+    /// Write a visit unless its id was written before; every field is checked first, so a
+    /// visit that fails is not taken for written.
     fn write_visit(&mut self, row: &Row<'_>, vid: &str, person: &str) -> Rej<()> {
-        if !self.visits.insert(vid.to_owned()) {
+        if self.visits.contains(vid) {
             return Ok(());
         }
         let out = vec![
@@ -684,6 +686,7 @@ impl<'k> Run<'k> {
                 .unwrap_or(V::Null),
             V::from("fhir"),
         ];
+        self.visits.insert(vid.to_owned());
         self.push(&VISIT_OCCURRENCE, out)
     }
 
@@ -808,6 +811,11 @@ impl<'k> Run<'k> {
                     .map(|(c, _)| V::from(c))
                     .unwrap_or(V::Null);
                 let start = row.date(C::Onset)?.or(row.date(C::OnsetPeriodStart)?).or(row.date(C::RecordedDate)?);
+                // Every field is read before the visit: a quarantined resource writes no row,
+                // its contained Encounter's included.
+                let abatement = row.date(C::Abatement)?;
+                let status = row.text(C::ClinicalStatus)?;
+                let primary = row.boolean(C::Primary)?;
                 let visit = self.visit(contained, &key, row.text(C::EncounterReference)?, &person, unit)?;
                 let out = vec![
                     id,
@@ -817,9 +825,9 @@ impl<'k> Run<'k> {
                     vocab,
                     icd,
                     d(start),
-                    d(row.date(C::Abatement)?),
-                    row.text(C::ClinicalStatus)?.map(V::from).unwrap_or(V::Null),
-                    row.boolean(C::Primary)?.map(V::Bool).unwrap_or(V::Null),
+                    d(abatement),
+                    status.map(V::from).unwrap_or(V::Null),
+                    primary.map(V::Bool).unwrap_or(V::Null),
                     V::Null,
                     visit.map(V::from).unwrap_or(V::Null),
                     fhir,
@@ -829,14 +837,18 @@ impl<'k> Run<'k> {
             "Observation" => {
                 let picked = pick_code(&codes, &[Vocabulary::Jlac10, Vocabulary::Jlac11, Vocabulary::Loinc]);
                 let infection = picked.is_some_and(|(c, v)| is_infection_code(c, v));
-                if row.boolean(C::JpClinsLab)? == Some(true) && row.boolean(C::HasLocalCode)? != Some(true) {
-                    self.report.warn("missing_local_code");
-                }
+                let missing_local_code =
+                    row.boolean(C::JpClinsLab)? == Some(true) && row.boolean(C::HasLocalCode)? != Some(true);
                 let date = row.date(C::Effective)?.or(row.date(C::Issued)?);
                 let value = row.number(C::ValueNumber)?.or(row.number(C::ValueInteger)?);
                 let coded =
                     row.text(C::ValueCode)?.map(str::to_owned).or(row.boolean(C::ValueBoolean)?.map(|b| b.to_string()));
+                let unit_text = row.text(C::Unit)?;
+                let (low, high) = (row.number(C::RangeLow)?, row.number(C::RangeHigh)?);
                 let visit = self.visit(contained, &key, row.text(C::EncounterReference)?, &person, unit)?;
+                if missing_local_code {
+                    self.report.warn("missing_local_code");
+                }
                 let out = vec![
                     id,
                     V::from(person),
@@ -846,9 +858,9 @@ impl<'k> Run<'k> {
                     d(date),
                     f(value),
                     coded.map(V::from).unwrap_or(V::Null),
-                    row.text(C::Unit)?.map(V::from).unwrap_or(V::Null),
-                    f(row.number(C::RangeLow)?),
-                    f(row.number(C::RangeHigh)?),
+                    unit_text.map(V::from).unwrap_or(V::Null),
+                    f(low),
+                    f(high),
                     V::Bool(infection),
                     visit.map(V::from).unwrap_or(V::Null),
                     fhir,
@@ -867,6 +879,7 @@ impl<'k> Run<'k> {
                 if days.is_some_and(|x| !(0.0..=3650.0).contains(&x)) {
                     return Err(reject("out_of_range", "days_supply", "days of supply outside 0..3650"));
                 }
+                let quantity = row.number(C::Quantity)?;
                 let visit = self.visit(contained, &key, row.text(C::EncounterReference)?, &person, unit)?;
                 let out = vec![
                     id,
@@ -876,7 +889,7 @@ impl<'k> Run<'k> {
                     picked.map(|(_, v)| V::from(v.short())).unwrap_or(V::Null),
                     d(start),
                     d(end),
-                    f(row.number(C::Quantity)?),
+                    f(quantity),
                     days.map(|x| V::I32(x.round() as i32)).unwrap_or(V::Null),
                     visit.map(V::from).unwrap_or(V::Null),
                     fhir,

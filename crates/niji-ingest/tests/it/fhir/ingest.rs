@@ -302,6 +302,46 @@ fn a_quarantined_patient_writes_no_row() {
     assert_eq!(report.rows_per_table.get("person").copied().unwrap_or(0), 0);
 }
 
+/// A resource quarantined for a field read after its contained Encounter was mapped leaves no
+/// `visit_occurrence` row behind: every field is checked before the visit is written.
+#[test]
+fn a_quarantined_resource_writes_no_contained_visit() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let input = dir.path().join("v.ndjson");
+    let enc = r##""contained":[{"resourceType":"Encounter","id":"v1","status":"finished","class":{"code":"AMB"},"period":{"start":"2020-01-02"}}],"encounter":{"reference":"#v1"}"##;
+    let subject = r#""subject":{"reference":"Patient/p1"}"#;
+    let lines = [
+        r#"{"resourceType":"Patient","id":"p1","gender":"female","birthDate":"1950-04-01"}"#.to_owned(),
+        // Each fails on a field the mapping reads after the encounter reference.
+        format!(
+            r#"{{"resourceType":"Condition","id":"c1",{enc},{subject},"onsetDateTime":"2020-01-02","abatementDateTime":"01/02/2020"}}"#
+        ),
+        format!(
+            r#"{{"resourceType":"Observation","id":"o1",{enc},{subject},"effectiveDateTime":"2020-01-02","valueQuantity":{{"value":1,"code":5}}}}"#
+        ),
+        format!(
+            r#"{{"resourceType":"MedicationRequest","id":"m1",{enc},{subject},"authoredOn":"2020-01-02","dispenseRequest":{{"quantity":{{"value":"x"}}}}}}"#
+        ),
+        // The same contained Encounter under a resource that loads: one visit.
+        format!(r#"{{"resourceType":"Condition","id":"c2",{enc},{subject},"onsetDateTime":"2020-01-02"}}"#),
+    ];
+    std::fs::write(&input, lines.join("\n")).expect("write");
+    let out = dir.path().join("out");
+    let report = run(vec![input.clone()], &out);
+    assert_eq!((report.records, report.loaded, report.quarantined), (5, 2, 3), "{report:?}");
+    assert_eq!(report.quarantined_by_reason.get("bad_date"), Some(&1));
+    assert_eq!(report.quarantined_by_reason.get("wrong_type"), Some(&2));
+    let fields: Vec<Option<String>> = quarantine(&out).into_iter().map(|q| q.field).collect();
+    assert_eq!(fields, [Some("abatement".into()), Some("unit".into()), Some("quantity".into())]);
+    assert_eq!(report.rows_per_table.get("condition_occurrence"), Some(&1));
+    assert_eq!(report.rows_per_table.get("visit_occurrence"), Some(&1), "only c2's visit");
+    // Without the loading Condition, no visit at all.
+    std::fs::write(&input, lines[..4].join("\n")).expect("write");
+    let report = run(vec![input], &dir.path().join("out2"));
+    assert_eq!((report.loaded, report.quarantined), (1, 3));
+    assert_eq!(report.rows_per_table.get("visit_occurrence").copied().unwrap_or(0), 0);
+}
+
 /// The thread count changes nothing in the outputs: the same rows in the same order, the same
 /// quarantine entries and the same report, on the fixtures and on bad input (NDJSON is read on
 /// a second thread with 2, documents are not).
