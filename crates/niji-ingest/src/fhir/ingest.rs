@@ -639,15 +639,17 @@ impl<'k> Run<'k> {
         })
     }
 
-    /// Resolve an encounter reference to a visit id; contained Encounters (evaluated by
-    /// [`contained_visits`] where the record was parsed) become visits.
+    /// Resolve an encounter reference to a visit id; a contained Encounter (evaluated by
+    /// [`contained_visits`] where the record was parsed) becomes a visit, its row left in
+    /// `pending` for [`Run::map_row`] to write with the row that refers to it.
     fn visit(
-        &mut self,
+        &self,
         contained: &[(String, Result<Vec<Vec<Cell>>>)],
         container_key: &str,
         reference: Option<&str>,
         person: &str,
         unit: Place<'_>,
+        pending: &mut Option<(String, Vec<V>)>,
     ) -> Rej<Option<String>> {
         let Some(r) = reference else { return Ok(None) };
         if let Some(local) = r.strip_prefix('#') {
@@ -662,19 +664,21 @@ impl<'k> Run<'k> {
                 Some(ident) => self.key.pseudonym(Domain::Record, &["fhir-encounter-identifier", ident]),
                 None => self.record_id(&ckey),
             };
-            self.write_visit(&erow, &vid, person)?;
+            if let Some(visit) = self.new_visit(&erow, &vid, person)? {
+                *pending = Some((vid.clone(), visit));
+            }
             return Ok(Some(vid));
         }
         Ok(Some(self.record_id(&reference_key(r, unit.aliases))))
     }
 
-    /// Write a visit unless its id was written before; every field is checked first, so a
-    /// visit that fails is not taken for written.
-    fn write_visit(&mut self, row: &Row<'_>, vid: &str, person: &str) -> Rej<()> {
+    /// The `visit_occurrence` row of an Encounter's row, every field checked; `None` when the
+    /// visit id was written before.
+    fn new_visit(&self, row: &Row<'_>, vid: &str, person: &str) -> Rej<Option<Vec<V>>> {
         if self.visits.contains(vid) {
-            return Ok(());
+            return Ok(None);
         }
-        let out = vec![
+        Ok(Some(vec![
             V::from(vid),
             V::from(person),
             V::I32(0),
@@ -685,9 +689,13 @@ impl<'k> Run<'k> {
                 .map(|f| V::from(self.key.pseudonym(Domain::Facility, &[f])))
                 .unwrap_or(V::Null),
             V::from("fhir"),
-        ];
-        self.visits.insert(vid.to_owned());
-        self.push(&VISIT_OCCURRENCE, out)
+        ]))
+    }
+
+    /// Write a visit row of [`Run::new_visit`]; its id counts as written from now on.
+    fn write_visit(&mut self, vid: String, visit: Vec<V>) -> Rej<()> {
+        self.visits.insert(vid);
+        self.push(&VISIT_OCCURRENCE, visit)
     }
 
     /// Pass 2 on one record.
@@ -788,10 +796,15 @@ impl<'k> Run<'k> {
         let codes = row.list(C::Codes);
         let d = |x: Option<NaiveDate>| x.map(V::Date).unwrap_or(V::Null);
         let f = |x: Option<f64>| x.map(V::F64).unwrap_or(V::Null);
-        match rt {
+        // A contained Encounter's visit, written below with the row that refers to it.
+        let mut pending = None;
+        let (table, out): (&'static TableDef, Vec<V>) = match rt {
             "Encounter" => {
                 let vid = self.record_id(&key);
-                self.write_visit(row, &vid, &person)
+                return match self.new_visit(row, &vid, &person)? {
+                    Some(visit) => self.write_visit(vid, visit),
+                    None => Ok(()),
+                };
             }
             "Condition" => {
                 let (code, vocab) = match pick_code(
@@ -811,12 +824,8 @@ impl<'k> Run<'k> {
                     .map(|(c, _)| V::from(c))
                     .unwrap_or(V::Null);
                 let start = row.date(C::Onset)?.or(row.date(C::OnsetPeriodStart)?).or(row.date(C::RecordedDate)?);
-                // Every field is read before the visit: a quarantined resource writes no row,
-                // its contained Encounter's included.
-                let abatement = row.date(C::Abatement)?;
-                let status = row.text(C::ClinicalStatus)?;
-                let primary = row.boolean(C::Primary)?;
-                let visit = self.visit(contained, &key, row.text(C::EncounterReference)?, &person, unit)?;
+                let visit =
+                    self.visit(contained, &key, row.text(C::EncounterReference)?, &person, unit, &mut pending)?;
                 let out = vec![
                     id,
                     V::from(person),
@@ -825,14 +834,14 @@ impl<'k> Run<'k> {
                     vocab,
                     icd,
                     d(start),
-                    d(abatement),
-                    status.map(V::from).unwrap_or(V::Null),
-                    primary.map(V::Bool).unwrap_or(V::Null),
+                    d(row.date(C::Abatement)?),
+                    row.text(C::ClinicalStatus)?.map(V::from).unwrap_or(V::Null),
+                    row.boolean(C::Primary)?.map(V::Bool).unwrap_or(V::Null),
                     V::Null,
                     visit.map(V::from).unwrap_or(V::Null),
                     fhir,
                 ];
-                self.push(&CONDITION_OCCURRENCE, out)
+                (&CONDITION_OCCURRENCE, out)
             }
             "Observation" => {
                 let picked = pick_code(&codes, &[Vocabulary::Jlac10, Vocabulary::Jlac11, Vocabulary::Loinc]);
@@ -843,12 +852,8 @@ impl<'k> Run<'k> {
                 let value = row.number(C::ValueNumber)?.or(row.number(C::ValueInteger)?);
                 let coded =
                     row.text(C::ValueCode)?.map(str::to_owned).or(row.boolean(C::ValueBoolean)?.map(|b| b.to_string()));
-                let unit_text = row.text(C::Unit)?;
-                let (low, high) = (row.number(C::RangeLow)?, row.number(C::RangeHigh)?);
-                let visit = self.visit(contained, &key, row.text(C::EncounterReference)?, &person, unit)?;
-                if missing_local_code {
-                    self.report.warn("missing_local_code");
-                }
+                let visit =
+                    self.visit(contained, &key, row.text(C::EncounterReference)?, &person, unit, &mut pending)?;
                 let out = vec![
                     id,
                     V::from(person),
@@ -858,14 +863,17 @@ impl<'k> Run<'k> {
                     d(date),
                     f(value),
                     coded.map(V::from).unwrap_or(V::Null),
-                    unit_text.map(V::from).unwrap_or(V::Null),
-                    f(low),
-                    f(high),
+                    row.text(C::Unit)?.map(V::from).unwrap_or(V::Null),
+                    f(row.number(C::RangeLow)?),
+                    f(row.number(C::RangeHigh)?),
                     V::Bool(infection),
                     visit.map(V::from).unwrap_or(V::Null),
                     fhir,
                 ];
-                self.push(&MEASUREMENT, out)
+                if missing_local_code {
+                    self.report.warn("missing_local_code");
+                }
+                (&MEASUREMENT, out)
             }
             "MedicationRequest" | "MedicationDispense" => {
                 let picked =
@@ -879,8 +887,8 @@ impl<'k> Run<'k> {
                 if days.is_some_and(|x| !(0.0..=3650.0).contains(&x)) {
                     return Err(reject("out_of_range", "days_supply", "days of supply outside 0..3650"));
                 }
-                let quantity = row.number(C::Quantity)?;
-                let visit = self.visit(contained, &key, row.text(C::EncounterReference)?, &person, unit)?;
+                let visit =
+                    self.visit(contained, &key, row.text(C::EncounterReference)?, &person, unit, &mut pending)?;
                 let out = vec![
                     id,
                     V::from(person),
@@ -889,12 +897,12 @@ impl<'k> Run<'k> {
                     picked.map(|(_, v)| V::from(v.short())).unwrap_or(V::Null),
                     d(start),
                     d(end),
-                    f(quantity),
+                    f(row.number(C::Quantity)?),
                     days.map(|x| V::I32(x.round() as i32)).unwrap_or(V::Null),
                     visit.map(V::from).unwrap_or(V::Null),
                     fhir,
                 ];
-                self.push(&DRUG_EXPOSURE, out)
+                (&DRUG_EXPOSURE, out)
             }
             "AllergyIntolerance" => {
                 let picked = pick_code(&codes, &[Vocabulary::Yj, Vocabulary::Hot9, Vocabulary::ReceiptDrug]);
@@ -915,7 +923,7 @@ impl<'k> Run<'k> {
                     row.text(C::Criticality)?.map(V::from).unwrap_or(V::Null),
                     fhir,
                 ];
-                self.push(&OBSERVATION, out)
+                (&OBSERVATION, out)
             }
             "Immunization" => {
                 let picked = pick_code(&codes, &[Vocabulary::Hot13, Vocabulary::Yj, Vocabulary::Cvx]);
@@ -931,7 +939,7 @@ impl<'k> Run<'k> {
                     row.text(C::Status)?.map(V::from).unwrap_or(V::Null),
                     fhir,
                 ];
-                self.push(&IMMUNIZATION, out)
+                (&IMMUNIZATION, out)
             }
             "Composition" => {
                 let Some(code) = row.text(C::TypeCode)? else {
@@ -955,10 +963,17 @@ impl<'k> Run<'k> {
                         .unwrap_or(V::Null),
                     fhir,
                 ];
-                self.push(&DOCUMENT, out)
+                (&DOCUMENT, out)
             }
-            other => Err(reject("unmapped_resource_type", "resourceType", format!("no CDM table for {other}"))),
+            other => {
+                return Err(reject("unmapped_resource_type", "resourceType", format!("no CDM table for {other}")));
+            }
+        };
+        // Every field of the row has passed: a quarantined resource leaves no visit behind.
+        if let Some((vid, visit)) = pending {
+            self.write_visit(vid, visit)?;
         }
+        self.push(table, out)
     }
 }
 
