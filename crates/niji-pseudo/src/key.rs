@@ -56,10 +56,11 @@ impl Domain {
 /// A secret pseudonymization key, pre-keyed: each pseudonym starts from the keyed HMAC-SHA256
 /// state instead of re-deriving the inner and outer pads.
 ///
-/// The MAC is `ring`'s HMAC-SHA256 (assembly SHA-256 with the SHA extensions or AVX2, picked at
-/// run time): on a CPU without the SHA extensions it takes 1.4 µs for a record id against
-/// 2.0 µs with `hmac`/`sha2`'s portable code, and record ids are one per loaded record. The
-/// tests check it against the `hmac` crate, so the pseudonyms are those of any HMAC-SHA256.
+/// The MAC is `ring`'s HMAC-SHA256 (assembly SHA-256 with the SHA extensions, AVX or SSSE3,
+/// picked at run time): on a CPU without the SHA extensions it takes 1.4 µs for a record id
+/// against 2.0 µs with `hmac`/`sha2`'s portable code, and record ids are one per loaded
+/// record. The tests check it against the `hmac` crate, so the pseudonyms are those of any
+/// HMAC-SHA256.
 ///
 /// `Debug` never prints key material.
 #[derive(Clone)]
