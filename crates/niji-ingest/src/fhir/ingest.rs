@@ -791,7 +791,15 @@ impl<'k> Run<'k> {
         let Some(key) = row.record_key(unit.full_url)?.map(str::to_owned) else {
             return Err(reject("missing_id", "id", "resource has neither id nor fullUrl"));
         };
-        let id = V::from(self.record_id(&key));
+        let rid = self.record_id(&key);
+        // An Encounter is a visit: its row is the visit's, keyed by its record id.
+        if rt == "Encounter" {
+            return match self.new_visit(row, &rid, &person)? {
+                Some(visit) => self.write_visit(rid, visit),
+                None => Ok(()),
+            };
+        }
+        let id = V::from(rid);
         let fhir = V::from("fhir");
         let codes = row.list(C::Codes);
         let d = |x: Option<NaiveDate>| x.map(V::Date).unwrap_or(V::Null);
@@ -799,13 +807,6 @@ impl<'k> Run<'k> {
         // A contained Encounter's visit, written below with the row that refers to it.
         let mut pending = None;
         let (table, out): (&'static TableDef, Vec<V>) = match rt {
-            "Encounter" => {
-                let vid = self.record_id(&key);
-                return match self.new_visit(row, &vid, &person)? {
-                    Some(visit) => self.write_visit(vid, visit),
-                    None => Ok(()),
-                };
-            }
             "Condition" => {
                 let (code, vocab) = match pick_code(
                     &codes,
