@@ -76,6 +76,12 @@ pub enum Expr {
     /// `member = 'text'` or `member != 'text'` on the focus, fused from the nested nodes
     /// ([`fuse`]); see [`Compare`].
     Compare(Box<Compare>),
+    /// `iif(P.exists(), P, Q)` (or `iif(P.exists(), P)`, with `Q` = `{}`) on the focus:
+    /// P's items, else Q's, fused from the call ([`fuse`]). `iif` without a base evaluates
+    /// its criterion and its results on the same focus, so P's items decide both: P is
+    /// evaluated once, and no call is dispatched (`select(iif(code.exists(), code, unit))`
+    /// picks a Quantity's unit this way).
+    Otherwise(Box<(Expr, Expr)>),
 }
 
 /// A fused comparison of a member of the focus with a string literal (`system = '…'`,
@@ -767,7 +773,12 @@ fn fuse(e: Expr) -> Expr {
                 (base, f) => {
                     // Functions whose argument is a type name read it with `type_arg`.
                     let typed = matches!(f, Func::OfType | Func::As | Func::Is | Func::GetReferenceKey);
-                    let args = if typed { args } else { args.into_iter().map(fuse).collect() };
+                    let mut args: Vec<Expr> = if typed { args } else { args.into_iter().map(fuse).collect() };
+                    if f == Func::Iif && base == Expr::This && exists_of(&args[0], &args[1]) {
+                        let otherwise = if args.len() == 3 { args.pop().unwrap_or(Expr::Empty) } else { Expr::Empty };
+                        let first = args.swap_remove(1);
+                        return Expr::Otherwise(Box::new((first, otherwise)));
+                    }
                     Expr::Call(Box::new(base), f, args)
                 }
             }
@@ -802,6 +813,16 @@ fn fuse(e: Expr) -> Expr {
         }
         Expr::TypeOp(is, a, t) => Expr::TypeOp(is, b(a), t),
         other => other,
+    }
+}
+
+/// Whether `criterion` is `P.exists()` and `result` is `P`, for one fused path `P`.
+fn exists_of(criterion: &Expr, result: &Expr) -> bool {
+    match (criterion, result) {
+        (Expr::Path(c), Expr::Path(r)) => {
+            c.end == End::Exists && r.end == End::Items && c.base == r.base && c.steps == r.steps
+        }
+        _ => false,
     }
 }
 
@@ -847,6 +868,10 @@ impl Expr {
             Expr::Path(p) => p.base.visit_mut(f),
             Expr::Join(j) => j.general.visit_mut(f),
             Expr::Compare(c) => c.general.visit_mut(f),
+            Expr::Otherwise(o) => {
+                o.0.visit_mut(f);
+                o.1.visit_mut(f);
+            }
             Expr::Member(b, _) | Expr::Neg(b) | Expr::TypeOp(_, b, _) => b.visit_mut(f),
             Expr::Call(b, _, args) => {
                 b.visit_mut(f);
@@ -1978,6 +2003,10 @@ pub fn eval<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Co
             Some(None) => smallvec![],
             None => eval(&c.general, input, ctx)?,
         },
+        Expr::Otherwise(o) => {
+            let first = eval(&o.0, input, ctx)?;
+            if first.is_empty() { eval(&o.1, input, ctx)? } else { first }
+        }
         Expr::Join(j) => match join_direct(&j.parts, input) {
             Some(s) => smallvec![Item::Str(Cow::Owned(s))],
             None => eval(&j.general, input, ctx)?,
@@ -2430,6 +2459,15 @@ mod tests {
             "Coding = 'z'",
             "value != 'x'",
             "status != 'entered-in-error' or status.empty()",
+            "iif(code.exists(), code, unit)",
+            "iif(value.exists(), value, code)",
+            "iif(value.exists(), value)",
+            "iif(coding.code.exists(), coding.code, text)",
+            "iif(code.exists(), system, unit)",
+            "iif(code.exists(), code.first(), unit)",
+            "iif(code.empty(), code, unit)",
+            "code.iif(code.exists(), code, unit)",
+            "iif(Coding.exists(), Coding, value)",
         ] {
             paths.push(p.to_owned());
         }
@@ -2448,6 +2486,7 @@ mod tests {
         };
         assert!(fused(|x| matches!(x, Expr::Join(_))) >= 10, "too few `&` chains fused");
         assert!(fused(|x| matches!(x, Expr::Compare(_))) >= 5, "too few comparisons fused");
+        assert!(fused(|x| matches!(x, Expr::Otherwise(_))) >= 5, "too few `iif`s fused");
         let consts = HashMap::new();
         let mut names = Vec::new();
         for (fused, _) in &mut parsed {
