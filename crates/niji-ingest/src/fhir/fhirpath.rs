@@ -2123,6 +2123,8 @@ fn call<'a>(func: Func, b: Coll<'a>, args: &'a [Expr], outer: &[Item<'a>], ctx: 
             }
             out
         }
+        // One item (a coding, a Quantity): its projection is the result as it comes.
+        Func::Select if b.len() == 1 => eval(&args[0], &b, ctx)?,
         Func::Select => {
             let mut out = Coll::new();
             for it in b {
