@@ -179,6 +179,9 @@ struct Select {
     union: Vec<Select>,
     /// Definition indexes of all columns this select produces (own, nested, first union branch).
     all_columns: Vec<usize>,
+    /// Whether this select's own columns are the whole output row, in order (a view of one
+    /// flat select): its row is then built cell by cell instead of filled into a null row.
+    whole_row: bool,
 }
 
 /// A compiled ViewDefinition.
@@ -302,7 +305,7 @@ impl Compiler {
         if let Some(u) = union.first() {
             all_columns.extend(&u.all_columns);
         }
-        Ok(Select { iter, columns, selects, union, all_columns })
+        Ok(Select { iter, columns, selects, union, all_columns, whole_row: false })
     }
 }
 
@@ -395,6 +398,15 @@ impl View {
         }
         for s in &selects {
             assign(s, &mut slots);
+        }
+        fn mark_whole_rows(s: &mut Select, slots: &[usize], width: usize) {
+            s.whole_row = s.columns.len() == width && s.columns.iter().enumerate().all(|(i, &d)| slots[d] == i);
+            for x in s.selects.iter_mut().chain(s.union.iter_mut()) {
+                mark_whole_rows(x, slots, width);
+            }
+        }
+        for s in &mut selects {
+            mark_whole_rows(s, &slots, ordered.len());
         }
         // Every FHIRPath of the view: the where clauses, the columns, the iterations.
         let mut each_path = |f: &mut dyn FnMut(&mut Expr)| {
@@ -517,12 +529,11 @@ impl View {
 
     fn eval_select_on<'a>(&'a self, s: &'a Select, focus: &[Item<'a>], ctx: &Ctx<'a>) -> Result<Vec<Vec<Cell>>> {
         let width = self.columns.len();
-        let mut row = null_row(width);
+        let mut row = if s.whole_row { Vec::with_capacity(width) } else { null_row(width) };
         for &d in &s.columns {
             let col = &self.defs[d];
-            let ci = self.slots[d];
             let v = fhirpath::eval(&col.path, focus, ctx).map_err(|e| eval_err(&col.path_text, e))?;
-            row[ci] = if col.collection {
+            let cell = if col.collection {
                 Cell::List(v.into_iter().map(Cell::from_item).collect())
             } else {
                 match v.len() {
@@ -536,6 +547,11 @@ impl View {
                     }
                 }
             };
+            if s.whole_row {
+                row.push(cell);
+            } else {
+                row[self.slots[d]] = cell;
+            }
         }
         let mut rows = vec![row];
         for sub in &s.selects {
