@@ -121,7 +121,7 @@ pub fn read_input_filtered(
     // (Where the parser places the error depends on the kind; a first line that is a whole
     // object on its own is the sign.)
     if looks_like_ndjson(&mut parser, &bytes[bom..]) {
-        return read_ndjson(&bytes[..], path, filter, f);
+        return read_ndjson(BufReader::new(&bytes[..]), path, filter, f);
     }
     f(Unit {
         loc: Location { line: Some(e.line_col(&bytes).0), entry: None },
@@ -176,44 +176,22 @@ fn parse_line<T>(parser: &mut Parser, text: &[u8], f: impl FnOnce(Parsed<'_>) ->
 
 /// The NDJSON loop: each non-blank line that passes the filter, with its 1-based number and
 /// the loop's parser (`f` parses the line, or leaves it unparsed). `f` returns false to stop
-/// early. A line that lies whole in the reader's buffer is handed over where it lies; only a
-/// line that runs past the buffer's end (one per buffer fill, at most) is gathered into a line
-/// buffer first (copying every line cost a copy of the whole input per pass).
+/// early.
 fn ndjson_lines(mut r: impl BufRead, path: &Path, filter: Option<LineFilter<'_>>, f: &mut OnLine<'_>) -> Result<()> {
-    let read_err = |source| IngestError::Read { path: path.to_owned(), source };
-    let mut buf = Vec::new();
+    let mut buf = Vec::with_capacity(1 << 16);
     let mut parser = Parser::new();
     let mut line_no = 0u64;
-    let mut step = |line_no: u64, raw: &[u8], parser: &mut Parser| -> Result<bool> {
-        let text = trim_ascii(raw);
-        if text.is_empty() || filter.is_some_and(|keep| !keep(line_no, text)) {
-            return Ok(true);
-        }
-        f(line_no, text, parser)
-    };
     loop {
-        let avail = match r.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_err(e)),
-        };
-        if avail.is_empty() {
+        buf.clear();
+        if !read_line(&mut r, &mut buf).map_err(|source| IngestError::Read { path: path.to_owned(), source })? {
             return Ok(());
         }
-        let go = if let Some(i) = memchr::memchr(b'\n', avail) {
-            line_no += 1;
-            let go = step(line_no, &avail[..i], &mut parser)?;
-            r.consume(i + 1);
-            go
-        } else {
-            buf.clear();
-            if !read_line(&mut r, &mut buf).map_err(read_err)? {
-                return Ok(());
-            }
-            line_no += 1;
-            step(line_no, &buf, &mut parser)?
-        };
-        if !go {
+        line_no += 1;
+        let text = trim_ascii(&buf);
+        if text.is_empty() || filter.is_some_and(|keep| !keep(line_no, text)) {
+            continue;
+        }
+        if !f(line_no, text, &mut parser)? {
             return Ok(());
         }
     }
@@ -510,52 +488,6 @@ mod tests {
                     theirs.push(std::mem::take(&mut buf));
                 }
                 assert_eq!(ours, theirs, "{text:?} with a buffer of {cap}");
-            }
-        }
-    }
-
-    /// The NDJSON loop hands over the same numbered, trimmed lines whether a line lies in the
-    /// reader's buffer (handed over in place) or runs past its end (gathered first): blank and
-    /// white-space lines skipped but counted, CRLF, a byte order mark, a last line without a
-    /// newline, the filter, and a stop asked for by `f`.
-    #[test]
-    fn ndjson_lines_are_the_same_in_place_and_gathered() {
-        let long = format!("{{\"k\":\"{}\"}}", "x".repeat(300));
-        let texts: Vec<Vec<u8>> = vec![
-            b"".to_vec(),
-            b"a\n\n  \nbc\r\ndef".to_vec(),
-            b"\n\n".to_vec(),
-            b"\xef\xbb\xbf{\"x\":1}\n{\"y\":22}\n".to_vec(),
-            format!("{long}\n{{}}\n \t{long}\r\nlast").into_bytes(),
-        ];
-        for text in &texts {
-            // The lines as `split` gives them, numbered from 1; a final newline ends the last.
-            let mut pieces: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
-            if text.ends_with(b"\n") || text.is_empty() {
-                pieces.pop();
-            }
-            let want: Vec<(u64, Vec<u8>)> = (1u64..)
-                .zip(pieces)
-                .map(|(n, l)| (n, trim_ascii(l).to_vec()))
-                .filter(|(n, l)| !l.is_empty() && *n != 2)
-                .collect();
-            for cap in [1, 2, 3, 5, 7, 64, 1 << 20] {
-                for stop_after in [usize::MAX, 1] {
-                    let mut got = Vec::new();
-                    let keep = |n: u64, _: &[u8]| n != 2;
-                    ndjson_lines(
-                        BufReader::with_capacity(cap, &text[..]),
-                        Path::new("t"),
-                        Some(&keep),
-                        &mut |n, l, _| {
-                            got.push((n, l.to_vec()));
-                            Ok(got.len() < stop_after)
-                        },
-                    )
-                    .expect("read");
-                    let expected = &want[..want.len().min(stop_after)];
-                    assert_eq!(got, expected, "{text:?} with a buffer of {cap}, stopping after {stop_after}");
-                }
             }
         }
     }
