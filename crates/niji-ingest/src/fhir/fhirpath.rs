@@ -770,6 +770,14 @@ fn fuse(e: Expr) -> Expr {
                     };
                     Expr::Path(p)
                 }
+                // `X.where(c).exists()` is `X.exists(c)`, which stops at the first item for
+                // which `c` is true, when `c` gives at most one boolean on any item and cannot
+                // fail (so no later item's criterion could have raised an error).
+                (Expr::Call(inner, Func::Where, criterion), Func::Exists)
+                    if args.is_empty() && criterion.len() == 1 && single_boolean(&criterion[0]) =>
+                {
+                    Expr::Call(inner, Func::Exists, criterion)
+                }
                 (base, f) => {
                     // Functions whose argument is a type name read it with `type_arg`.
                     let typed = matches!(f, Func::OfType | Func::As | Func::Is | Func::GetReferenceKey);
@@ -813,6 +821,18 @@ fn fuse(e: Expr) -> Expr {
         }
         Expr::TypeOp(is, a, t) => Expr::TypeOp(is, b(a), t),
         other => other,
+    }
+}
+
+/// Whether `e` gives at most one boolean on any focus and cannot fail: a fused comparison of
+/// a member with a literal, a fused path from the focus ending with `exists()` or `empty()`,
+/// or `and` / `or` of such.
+fn single_boolean(e: &Expr) -> bool {
+    match e {
+        Expr::Compare(_) => true,
+        Expr::Path(p) => p.base == Expr::This && matches!(p.end, End::Exists | End::Empty),
+        Expr::Bin(BinOp::And | BinOp::Or, x, y) => single_boolean(x) && single_boolean(y),
+        _ => false,
     }
 }
 
@@ -2470,6 +2490,15 @@ mod tests {
             "iif(code.empty(), code, unit)",
             "code.iif(code.exists(), code, unit)",
             "iif(Coding.exists(), Coding, value)",
+            "coding.where(system = 's').exists()",
+            "coding.where(code = 'a' or code = 'b').exists()",
+            "coding.where(system != 's' and code.exists()).exists()",
+            "coding.where(display.empty()).exists()",
+            "coding.where(code).exists()",
+            "coding.where(code = 'a').exists(code = 'b')",
+            "where(value = 'x').exists()",
+            "coding.where(code = %missing).exists()",
+            "coding.where(code = 'a' or system).exists()",
         ] {
             paths.push(p.to_owned());
         }
@@ -2489,6 +2518,10 @@ mod tests {
         assert!(fused(|x| matches!(x, Expr::Join(_))) >= 10, "too few `&` chains fused");
         assert!(fused(|x| matches!(x, Expr::Compare(_))) >= 5, "too few comparisons fused");
         assert!(fused(|x| matches!(x, Expr::Otherwise(_))) >= 5, "too few `iif`s fused");
+        assert!(
+            fused(|x| matches!(x, Expr::Call(_, Func::Exists, a) if a.len() == 1)) >= 5,
+            "too few `where(…).exists()` fused"
+        );
         let consts = HashMap::new();
         let mut names = Vec::new();
         for (fused, _) in &mut parsed {
