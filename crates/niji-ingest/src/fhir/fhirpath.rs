@@ -97,6 +97,10 @@ pub struct Compare {
     pub not: bool,
     /// The comparison as parsed.
     pub general: Expr,
+    /// Where the member is in the view's [`RootIndex`] (`u16::MAX`: not indexed), set by
+    /// [`Expr::index_roots`]: on the resource itself (a view's `where` clause) the member is
+    /// read from there instead of scanning the resource's members.
+    pub root_slot: u16,
 }
 
 /// A fused `&` chain whose operands are string literals and single members of the focus
@@ -801,9 +805,13 @@ fn fuse(e: Expr) -> Expr {
             };
             let general = Expr::Bin(op, x, y);
             match fused {
-                Some((member, text)) => {
-                    Expr::Compare(Box::new(Compare { member, text, not: op == BinOp::Ne, general }))
-                }
+                Some((member, text)) => Expr::Compare(Box::new(Compare {
+                    member,
+                    text,
+                    not: op == BinOp::Ne,
+                    general,
+                    root_slot: u16::MAX,
+                })),
                 None => general,
             }
         }
@@ -919,12 +927,14 @@ impl Expr {
 
     /// Point each path's first member at its slot in `names` (see [`Path::root_slot`]).
     pub fn index_roots(&mut self, names: &RootNames) {
-        self.visit_mut(&mut |e| {
-            if let Expr::Path(p) = e
-                && let Some(n) = p.steps.first().and_then(Step::member)
-            {
-                p.root_slot = names.find(n).map_or(u16::MAX, |s| s as u16);
+        self.visit_mut(&mut |e| match e {
+            Expr::Path(p) => {
+                if let Some(n) = p.steps.first().and_then(Step::member) {
+                    p.root_slot = names.find(n).map_or(u16::MAX, |s| s as u16);
+                }
             }
+            Expr::Compare(c) => c.root_slot = names.find(&c.member).map_or(u16::MAX, |s| s as u16),
+            _ => {}
         });
     }
 
@@ -1223,6 +1233,21 @@ impl<'a> RootIndex<'a> {
             }
         }
         RootIndex { resource, resource_type, id, inline, heap }
+    }
+
+    /// [`member_text`] of the resource for the member `name` at `slot`, from the index (`None`
+    /// also when the slot is not this index's).
+    #[inline]
+    fn member_text(&self, slot: u16, name: &str) -> Option<Option<&'a str>> {
+        let slots = if self.heap.is_empty() { &self.inline[..] } else { &self.heap[..] };
+        let slot = slots.get(usize::from(slot))?;
+        match slot.exact.map(J::kind) {
+            Some(Kind::Str(s)) => Some(Some(s)),
+            Some(Kind::Null) => Some(None),
+            Some(_) => None,
+            None if slot.choices > 0 || self.resource_type == Some(name) => None,
+            None => Some(None),
+        }
     }
 
     /// [`walk`] from the resource itself along `name` (at `slot`) then `rest`; `None` when
@@ -2018,7 +2043,12 @@ pub fn eval<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Co
             let b = eval(base, input, ctx)?;
             call(*func, b, args, input, ctx)?
         }
-        Expr::Compare(c) => match member_text(&c.member, input) {
+        Expr::Compare(c) => match match (ctx.root, input) {
+            (Some(ix), [Item::Node(v, _)]) if c.root_slot != u16::MAX && v.same(ix.resource) => {
+                ix.member_text(c.root_slot, &c.member)
+            }
+            _ => member_text(&c.member, input),
+        } {
             Some(Some(s)) => smallvec![Item::Bool((s == c.text) != c.not)],
             Some(None) => smallvec![],
             None => eval(&c.general, input, ctx)?,
