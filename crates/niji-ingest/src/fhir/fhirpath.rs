@@ -2057,16 +2057,20 @@ pub fn eval<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>) -> PResult<Co
             let b = eval(base, input, ctx)?;
             call(*func, b, args, input, ctx)?
         }
-        Expr::Compare(c) => match match (ctx.root, input) {
-            (Some(ix), [Item::Node(v, _)]) if c.root_slot != u16::MAX && v.same(ix.resource) => {
-                ix.member_text(c.root_slot, &c.member)
+        Expr::Compare(c) => {
+            // On the resource itself the member is read from the root index.
+            let text = match (ctx.root, input) {
+                (Some(ix), [Item::Node(v, _)]) if c.root_slot != u16::MAX && v.same(ix.resource) => {
+                    ix.member_text(c.root_slot, &c.member)
+                }
+                _ => member_text(&c.member, input),
+            };
+            match text {
+                Some(Some(s)) => smallvec![Item::Bool((s == c.text) != c.not)],
+                Some(None) => smallvec![],
+                None => eval(&c.general, input, ctx)?,
             }
-            _ => member_text(&c.member, input),
-        } {
-            Some(Some(s)) => smallvec![Item::Bool((s == c.text) != c.not)],
-            Some(None) => smallvec![],
-            None => eval(&c.general, input, ctx)?,
-        },
+        }
         Expr::Otherwise(o) => {
             let first = eval(&o.0, input, ctx)?;
             if first.is_empty() { eval(&o.1, input, ctx)? } else { first }
