@@ -1235,19 +1235,20 @@ impl<'a> RootIndex<'a> {
         RootIndex { resource, resource_type, id, inline, heap }
     }
 
+    /// The slot at `slot` (`None` when it is not this index's).
+    #[inline]
+    fn slot(&self, slot: u16) -> Option<&RootSlot<'a>> {
+        let slots = if self.heap.is_empty() { &self.inline[..] } else { &self.heap[..] };
+        slots.get(usize::from(slot))
+    }
+
     /// [`member_text`] of the resource for the member `name` at `slot`, from the index (`None`
     /// also when the slot is not this index's).
     #[inline]
     fn member_text(&self, slot: u16, name: &str) -> Option<Option<&'a str>> {
-        let slots = if self.heap.is_empty() { &self.inline[..] } else { &self.heap[..] };
-        let slot = slots.get(usize::from(slot))?;
-        match slot.exact.map(J::kind) {
-            Some(Kind::Str(s)) => Some(Some(s)),
-            Some(Kind::Null) => Some(None),
-            Some(_) => None,
-            None if slot.choices > 0 || self.resource_type == Some(name) => None,
-            None => Some(None),
-        }
+        let slot = self.slot(slot)?;
+        let l = Lookup { exact: slot.exact, choice: slot.choices > 0, resource_type: self.resource_type };
+        l.text(name)
     }
 
     /// [`walk`] from the resource itself along `name` (at `slot`) then `rest`; `None` when
@@ -1262,8 +1263,7 @@ impl<'a> RootIndex<'a> {
         out: &mut Coll<'a>,
         limit: usize,
     ) -> Option<bool> {
-        let slots = if self.heap.is_empty() { &self.inline[..] } else { &self.heap[..] };
-        let slot = *slots.get(usize::from(slot))?;
+        let slot = *self.slot(slot)?;
         Some(if let Some(x) = slot.exact {
             walk_value(x, None, rest, out, limit)
         } else if self.resource_type == Some(name) {
@@ -1314,6 +1314,20 @@ struct Lookup<'a> {
     exact: Option<J<'a>>,
     choice: bool,
     resource_type: Option<&'a str>,
+}
+
+impl<'a> Lookup<'a> {
+    /// What [`member_text`] gives for the member `name` so found.
+    #[inline]
+    fn text(&self, name: &str) -> Option<Option<&'a str>> {
+        match self.exact.map(J::kind) {
+            Some(Kind::Str(s)) => Some(Some(s)),
+            Some(Kind::Null) => Some(None),
+            Some(_) => None,
+            None if self.choice || self.resource_type == Some(name) => None,
+            None => Some(None),
+        }
+    }
 }
 
 #[inline]
@@ -1783,14 +1797,7 @@ fn member_text<'a>(name: &str, input: &[Item<'a>]) -> Option<Option<&'a str>> {
     if !v.is_object() {
         return None;
     }
-    let l = lookup(*v, name);
-    match l.exact.map(|x| x.kind()) {
-        Some(Kind::Str(s)) => Some(Some(s)),
-        Some(Kind::Null) => Some(None),
-        Some(_) => None,
-        None if l.choice || l.resource_type == Some(name) => None,
-        None => Some(None),
-    }
+    lookup(*v, name).text(name)
 }
 
 /// A [`Join`] on one object whose members in `parts` are each a string or absent: what the
