@@ -530,15 +530,17 @@ impl View {
     fn eval_select_on<'a>(&'a self, s: &'a Select, focus: &[Item<'a>], ctx: &Ctx<'a>) -> Result<Vec<Vec<Cell>>> {
         let width = self.columns.len();
         let mut row = if s.whole_row { Vec::with_capacity(width) } else { null_row(width) };
+        // One collection for every column's items, emptied as its cell is made.
+        let mut v = Coll::new();
         for &d in &s.columns {
             let col = &self.defs[d];
-            let v = fhirpath::eval(&col.path, focus, ctx).map_err(|e| eval_err(&col.path_text, e))?;
+            fhirpath::eval_into(&col.path, focus, ctx, &mut v).map_err(|e| eval_err(&col.path_text, e))?;
             let cell = if col.collection {
-                Cell::List(v.into_iter().map(Cell::from_item).collect())
+                Cell::List(v.drain(..).map(Cell::from_item).collect())
             } else {
                 match v.len() {
                     0 => Cell::Null,
-                    1 => v.into_iter().next().map_or(Cell::Null, Cell::from_item),
+                    1 => v.pop().map_or(Cell::Null, Cell::from_item),
                     _ => {
                         return Err(IngestError::ViewEval {
                             path: col.path_text.clone(),
