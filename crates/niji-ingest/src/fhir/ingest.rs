@@ -1014,10 +1014,13 @@ fn contained_visits(
 /// stop loading.
 fn unresolved_reference(known: &HashSet<String>, res: J<'_>, unit: &Unit<'_>) -> bool {
     let mut unresolved = false;
-    let contained: HashSet<&str> = res.array_of("contained").filter_map(|c| c.str_of("id")).collect();
+    // The contained ids, looked up at the first `#` reference (most resources have none).
+    let mut contained: Option<HashSet<&str>> = None;
     walk_references(res, &mut |r| {
         if let Some(local) = r.strip_prefix('#') {
-            unresolved |= !local.is_empty() && !contained.contains(local);
+            let ids =
+                contained.get_or_insert_with(|| res.array_of("contained").filter_map(|c| c.str_of("id")).collect());
+            unresolved |= !local.is_empty() && !ids.contains(local);
         } else if r.starts_with("urn:uuid:") || r.starts_with("urn:oid:") {
             unresolved |= !unit.aliases.is_some_and(|a| a.contains_key(r)) && !known.contains(r);
         } else if let Some(key) = unit.aliases.and_then(|a| a.get(r)) {
