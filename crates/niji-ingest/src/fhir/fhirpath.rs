@@ -2266,13 +2266,13 @@ fn call<'a>(
             smallvec![Item::Bool(all)]
         }
         Func::Exists => {
-            let mut any = !b.is_empty();
-            if !args.is_empty() {
-                any = false;
+            // Any item at all, or with a criterion any item it holds for.
+            let mut any = args.is_empty() && !b.is_empty();
+            if let Some(criterion) = args.first() {
                 let mut r = Coll::new();
                 for it in b {
                     r.clear();
-                    eval_into(&args[0], std::slice::from_ref(&it), ctx, &mut r)?;
+                    eval_into(criterion, std::slice::from_ref(&it), ctx, &mut r)?;
                     if to_bool(&r)? == Some(true) {
                         any = true;
                         break;
