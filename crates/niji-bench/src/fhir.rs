@@ -91,7 +91,7 @@ fn eval_view<'m>(
     u: &niji_ingest::fhir::read::Unit<'_>,
 ) -> Option<(&'m niji_ingest::fhir::View, Result<Rows, String>)> {
     let res = u.resource.as_ref().ok()?;
-    let v = maps.view(res.str_of("resourceType")?)?;
+    let v = maps.view(u.resource_type)?;
     Some((v, v.eval(*res, env).map_err(|e| e.to_string())))
 }
 

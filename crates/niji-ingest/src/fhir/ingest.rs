@@ -443,7 +443,7 @@ impl<'k> Run<'k> {
     /// a supporting resource's key, or a Patient's id and view.
     fn prepare1<'m>(maps: &'m Mappings, unit: &Unit<'_>) -> Pass1<'m> {
         let Ok(res) = unit.resource else { return Pass1::Other };
-        let rt = res.str_of("resourceType").unwrap_or_default();
+        let rt = unit.resource_type;
         if SUPPORTING.contains(&rt) {
             return Pass1::Supporting(read::resource_key(res, unit.full_url));
         }
@@ -459,7 +459,7 @@ impl<'k> Run<'k> {
     fn prepare2<'m>(maps: &'m Mappings, known: &HashSet<String>, unit: &Unit<'_>) -> Pass2<'m> {
         let mut p = Pass2 { rt: String::new(), views: None, contained: Vec::new(), unresolved_reference: false };
         let Ok(res) = unit.resource else { return p };
-        let rt = res.str_of("resourceType").unwrap_or_default();
+        let rt = unit.resource_type;
         p.rt = rt.to_owned();
         if rt == "Patient" || reference_only(maps, rt) {
             return p;

@@ -40,6 +40,9 @@ pub struct Unit<'a> {
     pub loc: Location,
     /// The resource, or why there is none.
     pub resource: std::result::Result<J<'a>, BadRecord>,
+    /// The resource's `resourceType` (empty without a resource): read where the resource is
+    /// checked, so that nothing after looks it up again.
+    pub resource_type: &'a str,
     /// Reference aliases of the enclosing Bundle (`fullUrl` → `Type/id`).
     pub aliases: Option<&'a HashMap<String, String>>,
     /// The entry's `fullUrl`, if any.
@@ -53,14 +56,35 @@ fn bad(reason: &'static str, detail: impl Into<String>) -> BadRecord {
     BadRecord { reason, detail: detail.into() }
 }
 
-fn check_resource(v: J<'_>) -> std::result::Result<J<'_>, BadRecord> {
+/// A checked resource: the object and its `resourceType`.
+type Checked<'a> = std::result::Result<(J<'a>, &'a str), BadRecord>;
+
+fn check_resource(v: J<'_>) -> Checked<'_> {
     if !v.is_object() {
         return Err(bad("not_a_resource", "entry is not a JSON object"));
     }
     match v.get("resourceType") {
-        Some(t) if t.as_str().is_some_and(|s| !s.is_empty()) => Ok(v),
-        Some(_) => Err(bad("not_a_resource", "`resourceType` is not a string")),
+        Some(t) => match t.as_str() {
+            Some(ty) if !ty.is_empty() => Ok((v, ty)),
+            _ => Err(bad("not_a_resource", "`resourceType` is not a string")),
+        },
         None => Err(bad("not_a_resource", "JSON object without `resourceType`")),
+    }
+}
+
+impl<'a> Unit<'a> {
+    fn new(
+        loc: Location,
+        checked: Checked<'a>,
+        aliases: Option<&'a HashMap<String, String>>,
+        full_url: Option<&'a str>,
+        document_subject: Option<&'a str>,
+    ) -> Self {
+        let (resource, resource_type) = match checked {
+            Ok((v, ty)) => (Ok(v), ty),
+            Err(b) => (Err(b), ""),
+        };
+        Unit { loc, resource, resource_type, aliases, full_url, document_subject }
     }
 }
 
@@ -123,13 +147,8 @@ pub fn read_input_filtered(
     if looks_like_ndjson(&mut parser, &bytes[bom..]) {
         return read_ndjson(BufReader::new(&bytes[..]), path, filter, f);
     }
-    f(Unit {
-        loc: Location { line: Some(e.line_col(&bytes).0), entry: None },
-        resource: Err(invalid_json(&e, &bytes)),
-        aliases: None,
-        full_url: None,
-        document_subject: None,
-    })
+    let loc = Location { line: Some(e.line_col(&bytes).0), entry: None };
+    f(Unit::new(loc, Err(invalid_json(&e, &bytes)), None, None, None))
 }
 
 /// A `.json` file whose first line is a complete JSON object is NDJSON under another name.
@@ -159,14 +178,8 @@ type Parsed<'a> = std::result::Result<J<'a>, BadRecord>;
 type OnLine<'f> = dyn FnMut(u64, &[u8], &mut Parser) -> Result<bool> + 'f;
 
 /// The record of an NDJSON line.
-fn line_unit(line: u64, resource: Parsed<'_>) -> Unit<'_> {
-    Unit {
-        loc: Location { line: Some(line), entry: None },
-        resource,
-        aliases: None,
-        full_url: None,
-        document_subject: None,
-    }
+fn line_unit(line: u64, resource: Checked<'_>) -> Unit<'_> {
+    Unit::new(Location { line: Some(line), entry: None }, resource, None, None, None)
 }
 
 /// A line parsed, or why it is not JSON, given to `f`.
@@ -423,18 +436,12 @@ pub fn read_document(doc: J<'_>, f: &mut dyn FnMut(Unit<'_>) -> Result<()>) -> R
     if doc.is_array() {
         for (i, v) in doc.elements().enumerate() {
             let loc = Location { line: None, entry: Some(i as u64) };
-            f(Unit { loc, resource: check_resource(v), aliases: None, full_url: None, document_subject: None })?;
+            f(Unit::new(loc, check_resource(v), None, None, None))?;
         }
         return Ok(());
     }
     if doc.str_of("resourceType") != Some("Bundle") {
-        return f(Unit {
-            loc: Location::default(),
-            resource: check_resource(doc),
-            aliases: None,
-            full_url: None,
-            document_subject: None,
-        });
+        return f(Unit::new(Location::default(), check_resource(doc), None, None, None));
     }
     let entries = || doc.array_of("entry");
     let mut aliases = HashMap::new();
@@ -461,7 +468,7 @@ pub fn read_document(doc: J<'_>, f: &mut dyn FnMut(Unit<'_>) -> Result<()>) -> R
             Some(r) => check_resource(r),
             None => Err(bad("missing_resource", "Bundle entry without `resource`")),
         };
-        f(Unit { loc, resource, aliases: Some(&aliases), full_url, document_subject })?;
+        f(Unit::new(loc, resource, Some(&aliases), full_url, document_subject))?;
     }
     Ok(())
 }
