@@ -930,10 +930,10 @@ impl Expr {
         self.visit_mut(&mut |e| match e {
             Expr::Path(p) => {
                 if let Some(n) = p.steps.first().and_then(Step::member) {
-                    p.root_slot = names.find(n).map_or(u16::MAX, |s| s as u16);
+                    p.root_slot = names.slot_of(n);
                 }
             }
-            Expr::Compare(c) => c.root_slot = names.find(&c.member).map_or(u16::MAX, |s| s as u16),
+            Expr::Compare(c) => c.root_slot = names.slot_of(&c.member),
             _ => {}
         });
     }
@@ -1143,6 +1143,11 @@ impl RootNames {
         t
     }
 
+    /// The slot of `name` as a path or comparison holds it (`u16::MAX`: not one of the names).
+    fn slot_of(&self, name: &str) -> u16 {
+        self.find(name).map_or(u16::MAX, |s| s as u16)
+    }
+
     /// The slot of `key`, if it is one of the names.
     #[inline]
     pub fn find(&self, key: &str) -> Option<usize> {
@@ -1208,15 +1213,14 @@ impl<'a> RootIndex<'a> {
             heap: if n > INLINE_SLOTS { vec![RootSlot::default(); n] } else { Vec::new() },
         };
         let slots = if n > INLINE_SLOTS { &mut ix.heap[..] } else { &mut ix.inline[..n] };
-        let (mut resource_type, mut id) = (None, None);
         for (k, x) in resource.members() {
             if let Some(s) = names.find(k) {
                 slots[s].exact = Some(x);
             }
             if key_eq(k, "resourceType") {
-                resource_type = x.as_str();
+                ix.resource_type = x.as_str();
             } else if key_eq(k, "id") {
-                id = x.as_str();
+                ix.id = x.as_str();
             }
             // A choice-type member of `name` is `name` followed by an upper-case letter (only
             // the lengths of names are candidates).
@@ -1239,8 +1243,6 @@ impl<'a> RootIndex<'a> {
                 }
             }
         }
-        ix.resource_type = resource_type;
-        ix.id = id;
         ix
     }
 
@@ -2220,6 +2222,19 @@ fn walk_value<'a>(x: J<'a>, ty: Option<&'a str>, rest: &'a [Step], out: &mut Col
     }
 }
 
+/// A function's criterion on one item (`where`, `exists`, `all`), as a boolean: evaluated into
+/// `scratch`, one collection the caller reuses for every item.
+fn criterion_on<'a>(
+    criterion: &'a Expr,
+    it: &Item<'a>,
+    ctx: &Ctx<'a>,
+    scratch: &mut Coll<'a>,
+) -> PResult<Option<bool>> {
+    scratch.clear();
+    eval_into(criterion, std::slice::from_ref(it), ctx, scratch)?;
+    to_bool(scratch)
+}
+
 /// The function `func` on `b` (its base's items) into `out` (empty on entry).
 fn call<'a>(
     func: Func,
@@ -2238,9 +2253,7 @@ fn call<'a>(
         Func::Where => {
             let mut r = Coll::new();
             for it in b {
-                r.clear();
-                eval_into(&args[0], std::slice::from_ref(&it), ctx, &mut r)?;
-                if to_bool(&r)? == Some(true) {
+                if criterion_on(&args[0], &it, ctx, &mut r)? == Some(true) {
                     out.push(it);
                 }
             }
@@ -2258,8 +2271,9 @@ fn call<'a>(
         }
         Func::All => {
             let mut all = true;
+            let mut r = Coll::new();
             for it in b {
-                if to_bool(&eval(&args[0], std::slice::from_ref(&it), ctx)?)? != Some(true) {
+                if criterion_on(&args[0], &it, ctx, &mut r)? != Some(true) {
                     all = false;
                 }
             }
@@ -2271,9 +2285,7 @@ fn call<'a>(
             if let Some(criterion) = args.first() {
                 let mut r = Coll::new();
                 for it in b {
-                    r.clear();
-                    eval_into(criterion, std::slice::from_ref(&it), ctx, &mut r)?;
-                    if to_bool(&r)? == Some(true) {
+                    if criterion_on(criterion, &it, ctx, &mut r)? == Some(true) {
                         any = true;
                         break;
                     }
