@@ -5,6 +5,7 @@
 //! buffered per table and flushed as a record batch every `batch_rows` rows, so memory stays
 //! bounded however large the input.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -23,13 +24,15 @@ use parquet::schema::types::ColumnPath;
 
 use crate::{IngestError, Result};
 
-/// One cell of a CDM row.
+/// One cell of a CDM row. Text is borrowed where the caller has it (a view's cell, a static
+/// code, a pseudonym it keeps): the sink copies it into its column buffer either way, so an
+/// owned copy per cell would only be made to be dropped.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub enum Value<'a> {
     /// SQL NULL.
     Null,
     /// Text.
-    Str(String),
+    Str(Cow<'a, str>),
     /// 32-bit integer.
     I32(i32),
     /// 64-bit integer.
@@ -42,42 +45,42 @@ pub enum Value {
     Date(NaiveDate),
 }
 
-impl From<&str> for Value {
-    fn from(s: &str) -> Self {
-        Value::Str(s.to_owned())
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(s: &'a str) -> Self {
+        Value::Str(Cow::Borrowed(s))
     }
 }
-impl From<String> for Value {
+impl From<String> for Value<'_> {
     fn from(s: String) -> Self {
-        Value::Str(s)
+        Value::Str(Cow::Owned(s))
     }
 }
-impl<T: Into<Value>> From<Option<T>> for Value {
+impl<'a, T: Into<Value<'a>>> From<Option<T>> for Value<'a> {
     fn from(v: Option<T>) -> Self {
         v.map_or(Value::Null, Into::into)
     }
 }
-impl From<i32> for Value {
+impl From<i32> for Value<'_> {
     fn from(v: i32) -> Self {
         Value::I32(v)
     }
 }
-impl From<i64> for Value {
+impl From<i64> for Value<'_> {
     fn from(v: i64) -> Self {
         Value::I64(v)
     }
 }
-impl From<f64> for Value {
+impl From<f64> for Value<'_> {
     fn from(v: f64) -> Self {
         Value::F64(v)
     }
 }
-impl From<bool> for Value {
+impl From<bool> for Value<'_> {
     fn from(v: bool) -> Self {
         Value::Bool(v)
     }
 }
-impl From<NaiveDate> for Value {
+impl From<NaiveDate> for Value<'_> {
     fn from(v: NaiveDate) -> Self {
         Value::Date(v)
     }
@@ -114,14 +117,14 @@ impl ColBuf {
 
     /// Append a value already checked against the column's type ([`CdmSink::push`]); a value
     /// of another kind is appended as null.
-    fn append(&mut self, v: Value) {
+    fn append(&mut self, v: &Value<'_>) {
         match (self, v) {
             (ColBuf::Utf8(b), Value::Str(s)) => b.append_value(s),
-            (ColBuf::I32(b), Value::I32(x)) => b.append_value(x),
-            (ColBuf::I64(b), Value::I64(x)) => b.append_value(x),
-            (ColBuf::F64(b), Value::F64(x)) => b.append_value(x),
-            (ColBuf::Bool(b), Value::Bool(x)) => b.append_value(x),
-            (ColBuf::Date(b), Value::Date(d)) => b.append_value(date32(d)),
+            (ColBuf::I32(b), Value::I32(x)) => b.append_value(*x),
+            (ColBuf::I64(b), Value::I64(x)) => b.append_value(*x),
+            (ColBuf::F64(b), Value::F64(x)) => b.append_value(*x),
+            (ColBuf::Bool(b), Value::Bool(x)) => b.append_value(*x),
+            (ColBuf::Date(b), Value::Date(d)) => b.append_value(date32(*d)),
             (ColBuf::Utf8(b), _) => b.append_null(),
             (ColBuf::I32(b), _) => b.append_null(),
             (ColBuf::I64(b), _) => b.append_null(),
@@ -210,7 +213,7 @@ impl CdmSink {
     }
 
     /// Append one row, in the table's column order. Types are checked against the CDM.
-    pub fn push(&mut self, table: &'static TableDef, row: Vec<Value>) -> Result<()> {
+    pub fn push(&mut self, table: &'static TableDef, row: &[Value<'_>]) -> Result<()> {
         if row.len() != table.columns.len() {
             return Err(IngestError::RowShape {
                 table: table.name,
@@ -356,7 +359,7 @@ mod tests {
     use niji_cdm::tables::DEATH;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-    fn death_row(i: i32) -> Vec<Value> {
+    fn death_row(i: i32) -> Vec<Value<'static>> {
         vec![
             format!("p{i}").into(),
             NaiveDate::from_ymd_opt(2024, 1, 1).map(Value::Date).unwrap_or(Value::Null),
@@ -365,7 +368,7 @@ mod tests {
         ]
     }
 
-    fn person_row(i: i32, birth_year: i32) -> Vec<Value> {
+    fn person_row(i: i32, birth_year: i32) -> Vec<Value<'static>> {
         vec![
             format!("p{i}").into(),
             "F".into(),
@@ -383,7 +386,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut sink = CdmSink::create(dir.path()).expect("sink").with_batch_rows(3);
         for i in 0..7 {
-            sink.push(&DEATH, death_row(i)).expect("push");
+            sink.push(&DEATH, &death_row(i)).expect("push");
         }
         let rows = sink.finish().expect("finish");
         assert_eq!(rows.get("death"), Some(&7));
@@ -414,8 +417,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut sink = CdmSink::create(dir.path()).expect("sink");
         for i in 0..5 {
-            sink.push(&DEATH, death_row(i % 2)).expect("push");
-            sink.push(&PERSON_TABLE, person_row(i, 1950)).expect("push");
+            sink.push(&DEATH, &death_row(i % 2)).expect("push");
+            sink.push(&PERSON_TABLE, &person_row(i, 1950)).expect("push");
         }
         sink.finish().expect("finish");
         let dictionary = |table: &str, column: usize| {
@@ -437,9 +440,9 @@ mod tests {
             let dir = tempfile::tempdir().expect("tempdir");
             let mut sink = CdmSink::create(dir.path()).expect("sink").with_batch_rows(4).with_threads(threads);
             for i in 0..23 {
-                sink.push(&DEATH, death_row(i)).expect("push");
+                sink.push(&DEATH, &death_row(i)).expect("push");
                 if i % 3 == 0 {
-                    sink.push(&PERSON_TABLE, person_row(i, 1950 + i)).expect("push");
+                    sink.push(&PERSON_TABLE, &person_row(i, 1950 + i)).expect("push");
                 }
             }
             let rows = sink.finish().expect("finish");
@@ -457,12 +460,12 @@ mod tests {
     fn wrong_shapes_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut sink = CdmSink::create(dir.path()).expect("sink");
-        assert!(sink.push(&DEATH, vec![Value::Null]).is_err());
+        assert!(sink.push(&DEATH, &[Value::Null]).is_err());
         let mut r = death_row(1);
         r[0] = Value::Null; // person_id is not nullable
-        assert!(sink.push(&DEATH, r).is_err());
+        assert!(sink.push(&DEATH, &r).is_err());
         let mut r = death_row(1);
         r[1] = Value::I32(3); // a date column
-        assert!(sink.push(&DEATH, r).is_err());
+        assert!(sink.push(&DEATH, &r).is_err());
     }
 }

@@ -238,8 +238,8 @@ impl CareReader<'_, '_> {
         let birth = row.date("birth_date");
         self.out.sink.push(
             &PERSON_TABLE,
-            vec![
-                linked.person_id.clone().into(),
+            &[
+                linked.person_id.as_str().into(),
                 row.sex("sex").map_or("U", niji_cdm::Sex::code).into(),
                 birth.map(|b| Value::I32(b.year())).unwrap_or(Value::Null),
                 birth.map(|b| Value::I32(b.month() as i32)).unwrap_or(Value::Null),
@@ -307,10 +307,10 @@ impl CareReader<'_, '_> {
             self.push_person(&row, &linked)?;
             self.out.sink.push(
                 &CLAIM,
-                vec![
-                    claim_id.clone().into(),
-                    linked.person_id.clone().into(),
-                    provider_id.clone().into(),
+                &[
+                    claim_id.as_str().into(),
+                    linked.person_id.as_str().into(),
+                    provider_id.as_str().into(),
                     "care".into(),
                     row.date("service_month").into(),
                     Value::Null,
@@ -373,7 +373,7 @@ impl CareReader<'_, '_> {
         };
         self.out.sink.push(
             &CARE_SERVICE,
-            vec![
+            &[
                 self.record_id(line).into(),
                 person_id.into(),
                 claim_id.into(),
@@ -413,7 +413,7 @@ impl CareReader<'_, '_> {
         let insurer_id = insurer.map(|i| self.key.pseudonym(Domain::Insurer, &[&format!("{i:0>8}")]));
         self.out.sink.push(
             &CARE_CERTIFICATION,
-            vec![
+            &[
                 self.record_id(line).into(),
                 linked.person_id.into(),
                 row.text("care_level").into(),

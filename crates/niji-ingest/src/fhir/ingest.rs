@@ -102,8 +102,9 @@ enum Pass1<'m> {
 /// What pass 2 needs of a record, extracted where the record is parsed ([`Run::prepare2`]):
 /// the consuming thread never parses a record again.
 struct Pass2<'m> {
-    /// `resourceType`.
-    rt: String,
+    /// `resourceType`: borrowed from the mappings or [`SUPPORTING`] where it is one of theirs
+    /// (a copy per record only for other types).
+    rt: std::borrow::Cow<'m, str>,
     /// The view's rows (`None` for a Patient, which pass 1 handled, and for a reference-only
     /// resource without a view).
     views: Prepared<'m>,
@@ -283,12 +284,14 @@ impl Row<'_> {
         }
     }
 
-    fn list(&self, c: C) -> Vec<&str> {
-        match self.cell(c) {
-            Cell::List(l) => l.iter().filter_map(Cell::as_str).collect(),
-            Cell::Str(s) => vec![s.as_str()],
-            _ => Vec::new(),
-        }
+    /// The texts of a collection column (a text cell: itself), without collecting them.
+    fn list(&self, c: C) -> impl Iterator<Item = &str> + Clone {
+        let (many, one): (&[Cell], Option<&str>) = match self.cell(c) {
+            Cell::List(l) => (l, None),
+            Cell::Str(s) => (&[], Some(s)),
+            _ => (&[], None),
+        };
+        many.iter().filter_map(Cell::as_str).chain(one)
     }
 
     fn number(&self, c: C) -> Rej<Option<f64>> {
@@ -339,21 +342,24 @@ pub fn parse_fhir_date(s: &str) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, d)
 }
 
-/// Pick the preferred `system|code` by vocabulary priority; unknown systems come last.
-fn pick_code<'a>(codes: &[&'a str], prefer: &[Vocabulary]) -> Option<(&'a str, Vocabulary)> {
-    let parsed: Vec<(&str, Vocabulary)> = codes
-        .iter()
-        .filter_map(|c| {
-            let (sys, code) = c.rsplit_once('|')?;
-            (!code.is_empty()).then(|| (code, Vocabulary::from_system(sys)))
-        })
-        .collect();
-    for p in prefer {
-        if let Some(hit) = parsed.iter().find(|(_, v)| v == p) {
-            return Some(*hit);
+/// Pick the preferred `system|code` by vocabulary priority (the first code of the first
+/// vocabulary in `prefer` that has one), else the first code of a known vocabulary, else the
+/// first code. One pass, each system looked up once: a code's rank is its vocabulary's
+/// position in `prefer`, then known, then unknown, and the first code of the lowest rank wins.
+fn pick_code<'a>(codes: impl IntoIterator<Item = &'a str>, prefer: &[Vocabulary]) -> Option<(&'a str, Vocabulary)> {
+    let mut best: Option<(usize, &str, Vocabulary)> = None;
+    for c in codes {
+        let Some((sys, code)) = c.rsplit_once('|').filter(|(_, code)| !code.is_empty()) else { continue };
+        let v = Vocabulary::from_system(sys);
+        let rank = prefer.iter().position(|p| *p == v).unwrap_or(prefer.len() + usize::from(v == Vocabulary::Other));
+        if best.is_none_or(|(r, _, _)| rank < r) {
+            best = Some((rank, code, v));
+            if rank == 0 {
+                break;
+            }
         }
     }
-    parsed.iter().find(|(_, v)| *v != Vocabulary::Other).or(parsed.first()).copied()
+    best.map(|(_, code, v)| (code, v))
 }
 
 /// A JLAC10 analyte code of infection serology or microbiology (5E, 5F, 6x).
@@ -434,9 +440,13 @@ impl<'k> Run<'k> {
 
     /// The rows of the view for `rt`, the resource's `resourceType`.
     fn eval<'m>(maps: &'m Mappings, res: J<'_>, rt: &str, unit: &Unit<'_>) -> Prepared<'m> {
-        let m = maps.mapping(rt)?;
+        maps.mapping(rt).map(|m| Self::eval_mapping(m, res, unit))
+    }
+
+    /// The rows of the mapping's view.
+    fn eval_mapping<'m>(m: &'m Mapping, res: J<'_>, unit: &Unit<'_>) -> Result<Evaluated<'m>> {
         let env = Env { aliases: unit.aliases, resource_key: unit.full_url };
-        Some(m.view.eval(res, &env).map(|rows| (m, rows)))
+        m.view.eval(res, &env).map(|rows| (m, rows))
     }
 
     /// What pass 1 needs of a record (run where it is parsed, maybe on the reading thread):
@@ -457,14 +467,21 @@ impl<'k> Run<'k> {
     /// contained Encounters they refer to, and the reference check against `known` (the keys
     /// pass 1 collected).
     fn prepare2<'m>(maps: &'m Mappings, known: &HashSet<String>, unit: &Unit<'_>) -> Pass2<'m> {
-        let mut p = Pass2 { rt: String::new(), views: None, contained: Vec::new(), unresolved_reference: false };
+        use std::borrow::Cow;
+        let mut p = Pass2 { rt: Cow::Borrowed(""), views: None, contained: Vec::new(), unresolved_reference: false };
         let Ok(res) = unit.resource else { return p };
         let rt = unit.resource_type;
-        p.rt = rt.to_owned();
-        if rt == "Patient" || reference_only(maps, rt) {
+        let mapping = maps.mapping(rt);
+        p.rt = match mapping {
+            Some(m) => Cow::Borrowed(m.view.resource.as_str()),
+            None => {
+                SUPPORTING.iter().find(|t| **t == rt).map_or_else(|| Cow::Owned(rt.to_owned()), |t| Cow::Borrowed(*t))
+            }
+        };
+        if rt == "Patient" || (mapping.is_none() && SUPPORTING.contains(&rt)) {
             return p;
         }
-        p.views = Self::eval(maps, res, rt, unit);
+        p.views = mapping.map(|m| Self::eval_mapping(m, res, unit));
         if let Some(Ok((m, rows))) = &p.views {
             p.contained = contained_visits(maps, &m.at, rows, res, unit);
         }
@@ -577,8 +594,8 @@ impl<'k> Run<'k> {
             // Every field is checked before the first row is written: a quarantined Patient
             // leaves no row behind.
             let death = row.date(C::DeceasedDate)?;
-            let person = V::from(link.person_id.clone());
-            let out = vec![
+            let person = V::from(link.person_id.as_str());
+            let out = [
                 person.clone(),
                 V::from(sex.unwrap_or(Sex::Unknown).code()),
                 birth.map(|b| V::I32(b.year())).unwrap_or(V::Null),
@@ -588,9 +605,9 @@ impl<'k> Run<'k> {
                 V::from(link.basis.as_str()),
                 V::from("fhir"),
             ];
-            self.push(&PERSON_TABLE, out)?;
+            self.push(&PERSON_TABLE, &out)?;
             if let Some(d) = death {
-                self.push(&DEATH, vec![person, V::Date(d), V::Null, V::from("fhir")])?;
+                self.push(&DEATH, &[person, V::Date(d), V::Null, V::from("fhir")])?;
             }
         }
         let rank = if link.basis == niji_pseudo::LinkageBasis::SourceId { 1 } else { 2 };
@@ -613,12 +630,13 @@ impl<'k> Run<'k> {
         Ok(excluded.map_or(Outcome::Loaded, Outcome::Excluded))
     }
 
-    fn push(&mut self, table: &'static TableDef, row: Vec<V>) -> Rej<()> {
+    fn push(&mut self, table: &'static TableDef, row: &[V<'_>]) -> Rej<()> {
         self.sink.push(table, row).map_err(|e| reject("row_shape", table.name, e.to_string()))
     }
 
-    fn subject(&self, row: &Row<'_>, unit: Place<'_>) -> Rej<String> {
-        self.resolve_subject(row, unit).map(|p| p.person_id.clone())
+    /// The person a row's subject resolves to (shared: its id is borrowed into the rows).
+    fn subject(&self, row: &Row<'_>, unit: Place<'_>) -> Rej<std::rc::Rc<Person>> {
+        self.resolve_subject(row, unit).cloned()
     }
 
     /// The consent exclusion of the Patient a row's subject resolves to, if any.
@@ -626,7 +644,7 @@ impl<'k> Run<'k> {
         self.resolve_subject(row, unit).ok().and_then(|p| p.excluded)
     }
 
-    fn resolve_subject(&self, row: &Row<'_>, unit: Place<'_>) -> Rej<&Person> {
+    fn resolve_subject(&self, row: &Row<'_>, unit: Place<'_>) -> Rej<&std::rc::Rc<Person>> {
         let doc = unit.document_subject.map(|r| reference_key(r, unit.aliases));
         let by_key = row.text(C::SubjectKey)?.or(doc.as_deref());
         let by_ident = row.text(C::SubjectIdentifier)?;
@@ -634,7 +652,7 @@ impl<'k> Run<'k> {
             return Err(reject("missing_subject", "subject", "no patient reference"));
         }
         let hit = by_key.and_then(|k| self.persons.get(k)).or_else(|| by_ident.and_then(|i| self.persons.get(i)));
-        hit.map(|p| &**p).ok_or_else(|| {
+        hit.ok_or_else(|| {
             reject("unresolved_subject", "subject", "the patient reference matches no Patient in the inputs")
         })
     }
@@ -649,7 +667,7 @@ impl<'k> Run<'k> {
         reference: Option<&str>,
         person: &str,
         unit: Place<'_>,
-        pending: &mut Option<(String, Vec<V>)>,
+        pending: &mut Option<(String, Vec<V<'static>>)>,
     ) -> Rej<Option<String>> {
         let Some(r) = reference else { return Ok(None) };
         if let Some(local) = r.strip_prefix('#') {
@@ -674,15 +692,15 @@ impl<'k> Run<'k> {
 
     /// The `visit_occurrence` row of an Encounter's row, every field checked; `None` when the
     /// visit id was written before.
-    fn new_visit(&self, row: &Row<'_>, vid: &str, person: &str) -> Rej<Option<Vec<V>>> {
+    fn new_visit(&self, row: &Row<'_>, vid: &str, person: &str) -> Rej<Option<Vec<V<'static>>>> {
         if self.visits.contains(vid) {
             return Ok(None);
         }
         Ok(Some(vec![
-            V::from(vid),
-            V::from(person),
+            V::from(vid.to_owned()),
+            V::from(person.to_owned()),
             V::I32(0),
-            row.text(C::ClassCode)?.map(V::from).unwrap_or(V::Null),
+            row.text(C::ClassCode)?.map(|c| V::from(c.to_owned())).unwrap_or(V::Null),
             row.date(C::Start)?.map(V::Date).unwrap_or(V::Null),
             row.date(C::End)?.map(V::Date).unwrap_or(V::Null),
             row.text(C::ServiceProvider)?
@@ -693,7 +711,7 @@ impl<'k> Run<'k> {
     }
 
     /// Write a visit row of [`Run::new_visit`]; its id counts as written from now on.
-    fn write_visit(&mut self, vid: String, visit: Vec<V>) -> Rej<()> {
+    fn write_visit(&mut self, vid: String, visit: &[V<'_>]) -> Rej<()> {
         self.visits.insert(vid);
         self.push(&VISIT_OCCURRENCE, visit)
     }
@@ -720,7 +738,7 @@ impl<'k> Run<'k> {
                 return self.quarantine(file, unit.loc, None, None, b.reason, &b.detail);
             }
         };
-        let rt = pre.rt.as_str();
+        let rt = &*pre.rt;
         if rt == "Patient" {
             // Unreachable in practice (pass 1 handles every Patient); count it honestly anyway.
             c.records += 1;
@@ -788,14 +806,14 @@ impl<'k> Run<'k> {
         unit: Place<'_>,
     ) -> Rej<()> {
         let person = self.subject(row, unit)?;
-        let Some(key) = row.record_key(unit.full_url)?.map(str::to_owned) else {
+        let Some(key) = row.record_key(unit.full_url)? else {
             return Err(reject("missing_id", "id", "resource has neither id nor fullUrl"));
         };
-        let rid = self.record_id(&key);
+        let rid = self.record_id(key);
         // An Encounter is a visit: its row is the visit's, keyed by its record id.
         if rt == "Encounter" {
-            return match self.new_visit(row, &rid, &person)? {
-                Some(visit) => self.write_visit(rid, visit),
+            return match self.new_visit(row, &rid, &person.person_id)? {
+                Some(visit) => self.write_visit(rid, &visit),
                 None => Ok(()),
             };
         }
@@ -806,10 +824,10 @@ impl<'k> Run<'k> {
         let f = |x: Option<f64>| x.map(V::F64).unwrap_or(V::Null);
         // A contained Encounter's visit, written below with the row that refers to it.
         let mut pending = None;
-        let (table, out): (&'static TableDef, Vec<V>) = match rt {
+        let (table, out): (&'static TableDef, Vec<V<'_>>) = match rt {
             "Condition" => {
                 let (code, vocab) = match pick_code(
-                    &codes,
+                    codes.clone(),
                     &[
                         Vocabulary::MedisDisease,
                         Vocabulary::MedisDiseaseExchange,
@@ -820,16 +838,22 @@ impl<'k> Run<'k> {
                     Some((c, v)) => (V::from(c), V::from(v.short())),
                     None => (V::Null, V::Null),
                 };
-                let icd = pick_code(&codes, &[Vocabulary::Icd10])
+                let icd = pick_code(codes, &[Vocabulary::Icd10])
                     .filter(|(_, v)| *v == Vocabulary::Icd10)
                     .map(|(c, _)| V::from(c))
                     .unwrap_or(V::Null);
                 let start = row.date(C::Onset)?.or(row.date(C::OnsetPeriodStart)?).or(row.date(C::RecordedDate)?);
-                let visit =
-                    self.visit(contained, &key, row.text(C::EncounterReference)?, &person, unit, &mut pending)?;
+                let visit = self.visit(
+                    contained,
+                    key,
+                    row.text(C::EncounterReference)?,
+                    &person.person_id,
+                    unit,
+                    &mut pending,
+                )?;
                 let out = vec![
                     id,
-                    V::from(person),
+                    V::from(person.person_id.as_str()),
                     V::I32(0),
                     code,
                     vocab,
@@ -845,7 +869,7 @@ impl<'k> Run<'k> {
                 (&CONDITION_OCCURRENCE, out)
             }
             "Observation" => {
-                let picked = pick_code(&codes, &[Vocabulary::Jlac10, Vocabulary::Jlac11, Vocabulary::Loinc]);
+                let picked = pick_code(codes, &[Vocabulary::Jlac10, Vocabulary::Jlac11, Vocabulary::Loinc]);
                 let infection = picked.is_some_and(|(c, v)| is_infection_code(c, v));
                 let missing_local_code =
                     row.boolean(C::JpClinsLab)? == Some(true) && row.boolean(C::HasLocalCode)? != Some(true);
@@ -853,11 +877,17 @@ impl<'k> Run<'k> {
                 let value = row.number(C::ValueNumber)?.or(row.number(C::ValueInteger)?);
                 let coded =
                     row.text(C::ValueCode)?.map(str::to_owned).or(row.boolean(C::ValueBoolean)?.map(|b| b.to_string()));
-                let visit =
-                    self.visit(contained, &key, row.text(C::EncounterReference)?, &person, unit, &mut pending)?;
+                let visit = self.visit(
+                    contained,
+                    key,
+                    row.text(C::EncounterReference)?,
+                    &person.person_id,
+                    unit,
+                    &mut pending,
+                )?;
                 let out = vec![
                     id,
-                    V::from(person),
+                    V::from(person.person_id.as_str()),
                     V::I32(0),
                     picked.map(|(c, _)| V::from(c)).unwrap_or(V::Null),
                     picked.map(|(_, v)| V::from(v.short())).unwrap_or(V::Null),
@@ -878,7 +908,7 @@ impl<'k> Run<'k> {
             }
             "MedicationRequest" | "MedicationDispense" => {
                 let picked =
-                    pick_code(&codes, &[Vocabulary::Yj, Vocabulary::Hot9, Vocabulary::ReceiptDrug, Vocabulary::RxNorm]);
+                    pick_code(codes, &[Vocabulary::Yj, Vocabulary::Hot9, Vocabulary::ReceiptDrug, Vocabulary::RxNorm]);
                 let (start, end) = if rt == "MedicationRequest" {
                     (row.date(C::Start)?.or(row.date(C::AuthoredOn)?), row.date(C::End)?)
                 } else {
@@ -888,11 +918,17 @@ impl<'k> Run<'k> {
                 if days.is_some_and(|x| !(0.0..=3650.0).contains(&x)) {
                     return Err(reject("out_of_range", "days_supply", "days of supply outside 0..3650"));
                 }
-                let visit =
-                    self.visit(contained, &key, row.text(C::EncounterReference)?, &person, unit, &mut pending)?;
+                let visit = self.visit(
+                    contained,
+                    key,
+                    row.text(C::EncounterReference)?,
+                    &person.person_id,
+                    unit,
+                    &mut pending,
+                )?;
                 let out = vec![
                     id,
-                    V::from(person),
+                    V::from(person.person_id.as_str()),
                     V::I32(0),
                     picked.map(|(c, _)| V::from(c)).unwrap_or(V::Null),
                     picked.map(|(_, v)| V::from(v.short())).unwrap_or(V::Null),
@@ -906,7 +942,7 @@ impl<'k> Run<'k> {
                 (&DRUG_EXPOSURE, out)
             }
             "AllergyIntolerance" => {
-                let picked = pick_code(&codes, &[Vocabulary::Yj, Vocabulary::Hot9, Vocabulary::ReceiptDrug]);
+                let picked = pick_code(codes, &[Vocabulary::Yj, Vocabulary::Hot9, Vocabulary::ReceiptDrug]);
                 let kind = match row.text(C::Category)? {
                     Some("medication") => "allergy_medication",
                     Some("food") => "allergy_food",
@@ -915,7 +951,7 @@ impl<'k> Run<'k> {
                 };
                 let out = vec![
                     id,
-                    V::from(person),
+                    V::from(person.person_id.as_str()),
                     V::I32(0),
                     picked.map(|(c, _)| V::from(c)).unwrap_or(V::Null),
                     picked.map(|(_, v)| V::from(v.short())).unwrap_or(V::Null),
@@ -927,11 +963,11 @@ impl<'k> Run<'k> {
                 (&OBSERVATION, out)
             }
             "Immunization" => {
-                let picked = pick_code(&codes, &[Vocabulary::Hot13, Vocabulary::Yj, Vocabulary::Cvx]);
+                let picked = pick_code(codes, &[Vocabulary::Hot13, Vocabulary::Yj, Vocabulary::Cvx]);
                 let dose = row.number(C::DoseNumber)?;
                 let out = vec![
                     id,
-                    V::from(person),
+                    V::from(person.person_id.as_str()),
                     picked.map(|(c, _)| V::from(c)).unwrap_or(V::Null),
                     picked.map(|(_, v)| V::from(v.short())).unwrap_or(V::Null),
                     d(row.date(C::Occurrence)?),
@@ -953,7 +989,7 @@ impl<'k> Run<'k> {
                 };
                 let out = vec![
                     id,
-                    V::from(person),
+                    V::from(person.person_id.as_str()),
                     V::from(code),
                     V::from(kind),
                     d(row.date(C::Date)?),
@@ -972,9 +1008,9 @@ impl<'k> Run<'k> {
         };
         // Every field of the row has passed: a quarantined resource leaves no visit behind.
         if let Some((vid, visit)) = pending {
-            self.write_visit(vid, visit)?;
+            self.write_visit(vid, &visit)?;
         }
-        self.push(table, out)
+        self.push(table, &out)
     }
 }
 
@@ -1270,9 +1306,21 @@ mod tests {
         assert_eq!(parse_fhir_date("2021-02-30"), None);
         assert_eq!(parse_fhir_date("12/07/2021"), None);
         let codes = ["http://loinc.org|1", "http://medis.or.jp/CodeSystem/master-JLAC10-17digits|5E071000002399901"];
-        let (c, v) = pick_code(&codes, &[Vocabulary::Jlac10, Vocabulary::Loinc]).expect("code");
+        let (c, v) = pick_code(codes, &[Vocabulary::Jlac10, Vocabulary::Loinc]).expect("code");
         assert_eq!(v, Vocabulary::Jlac10);
         assert!(is_infection_code(c, v));
+        // The first vocabulary of `prefer` wins over earlier codes; then the first known
+        // vocabulary; then the first code; a code without a value is no code.
+        let loinc = "http://loinc.org|2";
+        let jlac = "http://medis.or.jp/CodeSystem/master-JLAC10-17digits|3";
+        let other = "http://example.org/x|4";
+        let pick = |codes: &[&'static str], prefer: &[Vocabulary]| pick_code(codes.iter().copied(), prefer);
+        assert_eq!(pick(&[loinc, jlac], &[Vocabulary::Jlac10, Vocabulary::Loinc]), Some(("3", Vocabulary::Jlac10)));
+        assert_eq!(pick(&[jlac, loinc], &[Vocabulary::Loinc]), Some(("2", Vocabulary::Loinc)));
+        assert_eq!(pick(&[other, loinc, jlac], &[Vocabulary::Icd10]), Some(("2", Vocabulary::Loinc)));
+        assert_eq!(pick(&[other, "http://example.org/y|5"], &[Vocabulary::Icd10]), Some(("4", Vocabulary::Other)));
+        assert_eq!(pick(&["http://loinc.org|", other], &[Vocabulary::Loinc]), Some(("4", Vocabulary::Other)));
+        assert_eq!(pick(&["no-bar"], &[Vocabulary::Loinc]), None);
         assert!(Mappings::builtin().is_ok());
         // Pass 1's pre-filter: no false negatives, whatever the layout of the line.
         for (line, want) in [

@@ -542,8 +542,8 @@ where
         let sink = &mut *self.out.sink;
         sink.push(
             &PERSON_TABLE,
-            vec![
-                linked.person_id.clone().into(),
+            &[
+                linked.person_id.as_str().into(),
                 head.sex.code().into(),
                 Value::I32(head.birth.year()),
                 Value::I32(head.birth.month() as i32),
@@ -577,9 +577,9 @@ where
         let sink = &mut *self.out.sink;
         sink.push(
             &CLAIM,
-            vec![
-                claim_id.clone().into(),
-                linked.person_id.clone().into(),
+            &[
+                claim_id.as_str().into(),
+                linked.person_id.as_str().into(),
                 fac.and_then(|f| f.facility_id.clone()).into(),
                 (if pharmacy { "pharmacy" } else { "medical" }).into(),
                 Value::Date(head.month),
@@ -605,9 +605,9 @@ where
         });
         sink.push(
             &VISIT_OCCURRENCE,
-            vec![
+            &[
                 claim_id.into(),
-                linked.person_id.clone().into(),
+                linked.person_id.as_str().into(),
                 Value::I32(0),
                 visit_kind.into(),
                 span.map(|s| s.0).into(),
@@ -653,9 +653,9 @@ where
             .sink
             .push(
                 &CONDITION_OCCURRENCE,
-                vec![
+                &[
                     id.into(),
-                    linked.person_id.clone().into(),
+                    linked.person_id.as_str().into(),
                     Value::I32(0),
                     code.into_owned().into(),
                     Vocabulary::ReceiptDisease.short().into(),
@@ -733,11 +733,11 @@ where
                 .sink
                 .push(
                     &PROCEDURE_OCCURRENCE,
-                    vec![
+                    &[
                         id.into(),
-                        linked.person_id.clone().into(),
+                        linked.person_id.as_str().into(),
                         Value::I32(0),
-                        Value::Str(code.to_string()),
+                        Value::from(code.to_string()),
                         vocab.short().into(),
                         date.into(),
                         category.into(),
@@ -799,9 +799,9 @@ where
             .sink
             .push(
                 &DRUG_EXPOSURE,
-                vec![
+                &[
                     id.into(),
-                    linked.person_id.clone().into(),
+                    linked.person_id.as_str().into(),
                     Value::I32(0),
                     code.into(),
                     Vocabulary::ReceiptDrug.short().into(),

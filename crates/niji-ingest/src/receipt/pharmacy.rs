@@ -206,9 +206,9 @@ where
                     &PROCEDURE_OCCURRENCE,
                     vec![
                         id.into(),
-                        t.linked.person_id.clone().into(),
+                        t.linked.person_id.as_str().into(),
                         Value::I32(0),
-                        Value::Str(code.to_string()),
+                        Value::from(code.to_string()),
                         Vocabulary::ReceiptDevice.short().into(),
                         Value::Date(d.date),
                         Value::Null,
@@ -228,9 +228,9 @@ where
                     &DRUG_EXPOSURE,
                     vec![
                         id.into(),
-                        t.linked.person_id.clone().into(),
+                        t.linked.person_id.as_str().into(),
                         Value::I32(0),
-                        Value::Str(code.to_string()),
+                        Value::from(code.to_string()),
                         Vocabulary::ReceiptDrug.short().into(),
                         Value::Date(d.date),
                         end.into(),
@@ -241,7 +241,7 @@ where
                     ],
                 )
             };
-            self.out.sink.push(row.0, row.1).map_err(sink_bad)?;
+            self.out.sink.push(row.0, &row.1).map_err(sink_bad)?;
         }
         Ok(())
     }
