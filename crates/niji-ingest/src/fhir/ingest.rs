@@ -114,6 +114,34 @@ struct Pass2<'m> {
     /// Whether a reference in the resource points at nothing in the inputs (a data-quality
     /// warning when the resource loads).
     unresolved_reference: bool,
+    /// The pseudonyms of each row ([`RowIds`]), in the order of the rows.
+    ids: Vec<RowIds>,
+}
+
+/// The keyed pseudonyms of a view row that depend on nothing but the row: made where the
+/// record is prepared, so that with two threads the HMACs are shared between them instead of
+/// all falling to the thread that writes the rows in order.
+#[derive(Default)]
+struct RowIds {
+    /// The record id of the row's key ([`Row::record_key`]).
+    record: Option<String>,
+    /// The visit id of its encounter reference when that is not to a contained resource.
+    visit: Option<String>,
+}
+
+impl RowIds {
+    fn of(key: &PseudonymKey, row: &Row<'_>, unit: &Unit<'_>) -> RowIds {
+        let reference = row.text(C::EncounterReference).ok().flatten().filter(|r| !r.starts_with('#'));
+        RowIds {
+            record: row.record_key(unit.full_url).ok().flatten().map(|k| record_id(key, k)),
+            visit: reference.map(|r| record_id(key, &reference_key(r, unit.aliases))),
+        }
+    }
+}
+
+/// The record id (a keyed pseudonym) of a resource key.
+fn record_id(key: &PseudonymKey, resource_key: &str) -> String {
+    key.pseudonym(Domain::Record, &["fhir", resource_key])
 }
 
 /// The columns of the mapping views that the loader reads: [`Mappings`] resolves each view's
@@ -435,7 +463,7 @@ impl<'k> Run<'k> {
     }
 
     fn record_id(&self, key: &str) -> String {
-        self.key.pseudonym(Domain::Record, &["fhir", key])
+        record_id(self.key, key)
     }
 
     /// The rows of the view for `rt`, the resource's `resourceType`.
@@ -466,9 +494,15 @@ impl<'k> Run<'k> {
     /// What pass 2 needs of a record (run where it is parsed): its type, its view's rows, the
     /// contained Encounters they refer to, and the reference check against `known` (the keys
     /// pass 1 collected).
-    fn prepare2<'m>(maps: &'m Mappings, known: &HashSet<String>, unit: &Unit<'_>) -> Pass2<'m> {
+    fn prepare2<'m>(maps: &'m Mappings, known: &HashSet<String>, key: &PseudonymKey, unit: &Unit<'_>) -> Pass2<'m> {
         use std::borrow::Cow;
-        let mut p = Pass2 { rt: Cow::Borrowed(""), views: None, contained: Vec::new(), unresolved_reference: false };
+        let mut p = Pass2 {
+            rt: Cow::Borrowed(""),
+            views: None,
+            contained: Vec::new(),
+            unresolved_reference: false,
+            ids: Vec::new(),
+        };
         let Ok(res) = unit.resource else { return p };
         let rt = unit.resource_type;
         let mapping = maps.mapping(rt);
@@ -484,6 +518,7 @@ impl<'k> Run<'k> {
         p.views = mapping.map(|m| Self::eval_mapping(m, res, unit));
         if let Some(Ok((m, rows))) = &p.views {
             p.contained = contained_visits(maps, &m.at, rows, res, unit);
+            p.ids = rows.iter().map(|cells| RowIds::of(key, &Row { at: &m.at, cells }, unit)).collect();
         }
         p.unresolved_reference = unresolved_reference(known, res, unit);
         p
@@ -667,6 +702,7 @@ impl<'k> Run<'k> {
         reference: Option<&str>,
         person: &str,
         unit: Place<'_>,
+        visit_id: Option<String>,
         pending: &mut Option<(String, Vec<V<'static>>)>,
     ) -> Rej<Option<String>> {
         let Some(r) = reference else { return Ok(None) };
@@ -687,7 +723,7 @@ impl<'k> Run<'k> {
             }
             return Ok(Some(vid));
         }
-        Ok(Some(self.record_id(&reference_key(r, unit.aliases))))
+        Ok(Some(visit_id.unwrap_or_else(|| self.record_id(&reference_key(r, unit.aliases)))))
     }
 
     /// The `visit_occurrence` row of an Encounter's row, every field checked; `None` when the
@@ -767,8 +803,9 @@ impl<'k> Run<'k> {
                     Some(reason) => Ok(Outcome::Excluded(reason)),
                     None => {
                         let mut r = Ok(Outcome::Loaded);
-                        for row in &rows {
-                            if let Err(e) = self.map_row(rt, row, &pre.contained, unit) {
+                        for (i, row) in rows.iter().enumerate() {
+                            let ids = pre.ids.get_mut(i).map(std::mem::take).unwrap_or_default();
+                            if let Err(e) = self.map_row(rt, row, ids, &pre.contained, unit) {
                                 r = Err(e);
                                 break;
                             }
@@ -802,6 +839,7 @@ impl<'k> Run<'k> {
         &mut self,
         rt: &str,
         row: &Row<'_>,
+        mut ids: RowIds,
         contained: &[(String, Result<Vec<Vec<Cell>>>)],
         unit: Place<'_>,
     ) -> Rej<()> {
@@ -809,7 +847,7 @@ impl<'k> Run<'k> {
         let Some(key) = row.record_key(unit.full_url)? else {
             return Err(reject("missing_id", "id", "resource has neither id nor fullUrl"));
         };
-        let rid = self.record_id(key);
+        let rid = ids.record.unwrap_or_else(|| self.record_id(key));
         // An Encounter is a visit: its row is the visit's, keyed by its record id.
         if rt == "Encounter" {
             return match self.new_visit(row, &rid, &person.person_id)? {
@@ -849,6 +887,7 @@ impl<'k> Run<'k> {
                     row.text(C::EncounterReference)?,
                     &person.person_id,
                     unit,
+                    ids.visit.take(),
                     &mut pending,
                 )?;
                 let out = vec![
@@ -883,6 +922,7 @@ impl<'k> Run<'k> {
                     row.text(C::EncounterReference)?,
                     &person.person_id,
                     unit,
+                    ids.visit.take(),
                     &mut pending,
                 )?;
                 let out = vec![
@@ -924,6 +964,7 @@ impl<'k> Run<'k> {
                     row.text(C::EncounterReference)?,
                     &person.person_id,
                     unit,
+                    ids.visit.take(),
                     &mut pending,
                 )?;
                 let out = vec![
@@ -1217,7 +1258,7 @@ pub fn ingest_with_threads(
         let file = display(path);
         let c = &mut counts[i];
         let unhandled = |line: u64, _: &[u8]| !handled.contains(&(i, line));
-        let prepare = |u: &Unit<'_>| Run::prepare2(&maps, &known, u);
+        let prepare = |u: &Unit<'_>| Run::prepare2(&maps, &known, key, u);
         read::read_input_prepared(path, Some(&unhandled), pipelined, &prepare, &mut |place, pre| {
             run.pass2(i, &file, place, c, &handled, pre)
         })?;
