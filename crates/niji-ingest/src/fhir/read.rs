@@ -189,54 +189,50 @@ fn parse_line<T>(parser: &mut Parser, text: &[u8], f: impl FnOnce(Parsed<'_>) ->
 
 /// The NDJSON loop: each non-blank line that passes the filter, with its 1-based number and
 /// the loop's parser (`f` parses the line, or leaves it unparsed). `f` returns false to stop
-/// early.
+/// early. Lines are handed over where they lie in the reader's buffer (found with the
+/// `memchr` crate's vectorized search); only a line that spans two fills of the buffer is
+/// copied, so the input is not copied a second time line by line.
 fn ndjson_lines(mut r: impl BufRead, path: &Path, filter: Option<LineFilter<'_>>, f: &mut OnLine<'_>) -> Result<()> {
-    let mut buf = Vec::with_capacity(1 << 16);
     let mut parser = Parser::new();
     let mut line_no = 0u64;
-    loop {
-        buf.clear();
-        if !read_line(&mut r, &mut buf).map_err(|source| IngestError::Read { path: path.to_owned(), source })? {
-            return Ok(());
-        }
+    // The start of a line that the buffer's last fill ended in the middle of.
+    let mut carry: Vec<u8> = Vec::new();
+    let mut one = |line: &[u8], parser: &mut Parser| -> Result<bool> {
         line_no += 1;
-        let text = trim_ascii(&buf);
+        let text = trim_ascii(line);
         if text.is_empty() || filter.is_some_and(|keep| !keep(line_no, text)) {
-            continue;
+            return Ok(true);
         }
-        if !f(line_no, text, &mut parser)? {
-            return Ok(());
-        }
-    }
-}
-
-/// `BufRead::read_until(b'\n')` with the `memchr` crate's vectorized search (the standard
-/// library's word-at-a-time search was 4 % of the reading thread): appends the next line, its
-/// newline included, to `buf`; false at the end of the input.
-fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<bool> {
-    let mut any = false;
+        f(line_no, text, parser)
+    };
     loop {
         let avail = match r.fill_buf() {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(source) => return Err(IngestError::Read { path: path.to_owned(), source }),
         };
         if avail.is_empty() {
-            return Ok(any);
+            // A last line without a newline.
+            return if carry.is_empty() { Ok(()) } else { one(&carry, &mut parser).map(drop) };
         }
-        any = true;
-        match memchr::memchr(b'\n', avail) {
-            Some(i) => {
-                buf.extend_from_slice(&avail[..=i]);
-                r.consume(i + 1);
-                return Ok(true);
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', avail) {
+            let go_on = if carry.is_empty() {
+                one(&avail[start..nl], &mut parser)?
+            } else {
+                carry.extend_from_slice(&avail[start..nl]);
+                let go_on = one(&carry, &mut parser)?;
+                carry.clear();
+                go_on
+            };
+            if !go_on {
+                return Ok(());
             }
-            None => {
-                let n = avail.len();
-                buf.extend_from_slice(avail);
-                r.consume(n);
-            }
+            start = nl + 1;
         }
+        carry.extend_from_slice(&avail[start..]);
+        let n = avail.len();
+        r.consume(n);
     }
 }
 
@@ -480,21 +476,34 @@ mod tests {
     /// Lines as `read_until` gives them, whatever the buffer size: across buffer boundaries,
     /// empty lines, CRLF, a last line without a newline, an empty input.
     #[test]
-    fn lines_are_read_as_read_until_reads_them() {
-        let texts: [&[u8]; 4] = [b"", b"a\n\nbc\r\ndef", b"\n\n", b"{\"x\":1}\n{\"y\":22}\n"];
+    fn lines_are_numbered_and_trimmed_whatever_the_buffer_size() {
+        let texts: [&[u8]; 6] =
+            [b"", b"a\n\nbc\r\ndef", b"\n\n", b"{\"x\":1}\n{\"y\":22}\n", b"  x  \n\ty\r\n\n", b"abcdefgh\nij"];
         for text in texts {
+            // Every line, numbered from 1 (a newline at the end starts no line), trimmed, blank
+            // ones skipped.
+            let mut pieces: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
+            if text.ends_with(b"\n") || text.is_empty() {
+                pieces.pop();
+            }
+            let want: Vec<(u64, Vec<u8>)> =
+                (1..).zip(pieces).map(|(n, l)| (n, trim_ascii(l).to_vec())).filter(|(_, l)| !l.is_empty()).collect();
             for cap in [1, 2, 3, 5, 64] {
-                let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-                let mut r = BufReader::with_capacity(cap, text);
-                let mut buf = Vec::new();
-                while read_line(&mut r, &mut buf).expect("read") {
-                    ours.push(std::mem::take(&mut buf));
-                }
-                let mut r = BufReader::with_capacity(cap, text);
-                while r.read_until(b'\n', &mut buf).expect("read") > 0 {
-                    theirs.push(std::mem::take(&mut buf));
-                }
-                assert_eq!(ours, theirs, "{text:?} with a buffer of {cap}");
+                let mut got = Vec::new();
+                ndjson_lines(BufReader::with_capacity(cap, text), Path::new("t"), None, &mut |n, t, _| {
+                    got.push((n, t.to_vec()));
+                    Ok(true)
+                })
+                .expect("read");
+                assert_eq!(got, want, "{text:?} with a buffer of {cap}");
+                // Stopping early stops at that line.
+                let mut seen = 0;
+                ndjson_lines(BufReader::with_capacity(cap, text), Path::new("t"), None, &mut |_, _, _| {
+                    seen += 1;
+                    Ok(false)
+                })
+                .expect("read");
+                assert_eq!(seen, want.len().min(1), "{text:?} with a buffer of {cap}");
             }
         }
     }
