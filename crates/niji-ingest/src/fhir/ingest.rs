@@ -702,7 +702,6 @@ impl<'k> Run<'k> {
         reference: Option<&str>,
         person: &str,
         unit: Place<'_>,
-        visit_id: Option<String>,
         pending: &mut Option<(String, Vec<V<'static>>)>,
     ) -> Rej<Option<String>> {
         let Some(r) = reference else { return Ok(None) };
@@ -723,7 +722,7 @@ impl<'k> Run<'k> {
             }
             return Ok(Some(vid));
         }
-        Ok(Some(visit_id.unwrap_or_else(|| self.record_id(&reference_key(r, unit.aliases)))))
+        Ok(Some(self.record_id(&reference_key(r, unit.aliases))))
     }
 
     /// The `visit_occurrence` row of an Encounter's row, every field checked; `None` when the
@@ -862,6 +861,13 @@ impl<'k> Run<'k> {
         let f = |x: Option<f64>| x.map(V::F64).unwrap_or(V::Null);
         // A contained Encounter's visit, written below with the row that refers to it.
         let mut pending = None;
+        // The visit of the row's encounter reference: made where the record was prepared
+        // unless it is a contained Encounter's.
+        let person_id = person.person_id.as_str();
+        let mut visit = |pending: &mut Option<(String, Vec<V<'static>>)>| match ids.visit.take() {
+            Some(v) => Ok(Some(v)),
+            None => self.visit(contained, key, row.text(C::EncounterReference)?, person_id, unit, pending),
+        };
         let (table, out): (&'static TableDef, Vec<V<'_>>) = match rt {
             "Condition" => {
                 let (code, vocab) = match pick_code(
@@ -881,15 +887,7 @@ impl<'k> Run<'k> {
                     .map(|(c, _)| V::from(c))
                     .unwrap_or(V::Null);
                 let start = row.date(C::Onset)?.or(row.date(C::OnsetPeriodStart)?).or(row.date(C::RecordedDate)?);
-                let visit = self.visit(
-                    contained,
-                    key,
-                    row.text(C::EncounterReference)?,
-                    &person.person_id,
-                    unit,
-                    ids.visit.take(),
-                    &mut pending,
-                )?;
+                let visit = visit(&mut pending)?;
                 let out = vec![
                     id,
                     V::from(person.person_id.as_str()),
@@ -916,15 +914,7 @@ impl<'k> Run<'k> {
                 let value = row.number(C::ValueNumber)?.or(row.number(C::ValueInteger)?);
                 let coded =
                     row.text(C::ValueCode)?.map(str::to_owned).or(row.boolean(C::ValueBoolean)?.map(|b| b.to_string()));
-                let visit = self.visit(
-                    contained,
-                    key,
-                    row.text(C::EncounterReference)?,
-                    &person.person_id,
-                    unit,
-                    ids.visit.take(),
-                    &mut pending,
-                )?;
+                let visit = visit(&mut pending)?;
                 let out = vec![
                     id,
                     V::from(person.person_id.as_str()),
@@ -958,15 +948,7 @@ impl<'k> Run<'k> {
                 if days.is_some_and(|x| !(0.0..=3650.0).contains(&x)) {
                     return Err(reject("out_of_range", "days_supply", "days of supply outside 0..3650"));
                 }
-                let visit = self.visit(
-                    contained,
-                    key,
-                    row.text(C::EncounterReference)?,
-                    &person.person_id,
-                    unit,
-                    ids.visit.take(),
-                    &mut pending,
-                )?;
+                let visit = visit(&mut pending)?;
                 let out = vec![
                     id,
                     V::from(person.person_id.as_str()),

@@ -378,3 +378,37 @@ fn threads_do_not_change_the_outputs() {
     assert!(outputs[0].0.quarantined >= 3 && outputs[0].0.loaded >= 300, "{:?}", outputs[0].0);
     assert_eq!(outputs[0], outputs[1]);
 }
+
+/// A row's encounter reference, relative or absolute (with a version), is the visit id of the
+/// Encounter it names, whichever thread made the pseudonyms; a reference to no Encounter in
+/// the inputs still gets that id (and the data-quality warning).
+#[test]
+fn encounter_references_resolve_to_the_encounters_visit_id() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let input = dir.path().join("e.ndjson");
+    let subject = r#""subject":{"reference":"Patient/p1"}"#;
+    let lines = [
+        r#"{"resourceType":"Patient","id":"p1","gender":"female","birthDate":"1950-04-01"}"#.to_owned(),
+        r#"{"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/p1"},"period":{"start":"2020-01-02"}}"#.to_owned(),
+        format!(r#"{{"resourceType":"Condition","id":"c1",{subject},"encounter":{{"reference":"Encounter/e1"}},"onsetDateTime":"2020-01-02"}}"#),
+        format!(r#"{{"resourceType":"Observation","id":"o1",{subject},"encounter":{{"reference":"https://x.jp/fhir/Encounter/e1/_history/2"}},"effectiveDateTime":"2020-01-02"}}"#),
+        format!(r#"{{"resourceType":"Condition","id":"c2",{subject},"encounter":{{"reference":"Encounter/e9"}},"onsetDateTime":"2020-01-02"}}"#),
+    ];
+    std::fs::write(&input, lines.join("\n")).expect("write");
+    for threads in [1, 2] {
+        let out = dir.path().join(format!("out{threads}"));
+        let opts = FhirIngestOptions { inputs: vec![input.clone()], out: out.clone(), batch_rows: 2 };
+        let report = niji_ingest::fhir::ingest_with_threads(&opts, &key(), None, threads).expect("ingest");
+        assert_eq!((report.loaded, report.quarantined), (5, 0), "{report:?}");
+        let visits = crate::receipt::strings(&out, "visit_occurrence", "visit_occurrence_id");
+        assert_eq!(visits.len(), 1);
+        let e1 = visits[0].clone().expect("visit id");
+        let conditions = crate::receipt::strings(&out, "condition_occurrence", "visit_occurrence_id");
+        let measurements = crate::receipt::strings(&out, "measurement", "visit_occurrence_id");
+        assert_eq!(conditions[0].as_deref(), Some(e1.as_str()));
+        assert_eq!(measurements, [Some(e1.clone())]);
+        let e9 = conditions[1].clone().expect("visit id of the unresolved reference");
+        assert_ne!(e9, e1);
+        assert!(report.warnings.get("unresolved_reference").is_some_and(|n| *n >= 1), "{report:?}");
+    }
+}
