@@ -114,34 +114,6 @@ struct Pass2<'m> {
     /// Whether a reference in the resource points at nothing in the inputs (a data-quality
     /// warning when the resource loads).
     unresolved_reference: bool,
-    /// The pseudonyms of each row ([`RowIds`]), in the order of the rows.
-    ids: Vec<RowIds>,
-}
-
-/// The keyed pseudonyms of a view row that depend on nothing but the row: made where the
-/// record is prepared, so that with two threads the HMACs are shared between them instead of
-/// all falling to the thread that writes the rows in order.
-#[derive(Default)]
-struct RowIds {
-    /// The record id of the row's key ([`Row::record_key`]).
-    record: Option<String>,
-    /// The visit id of its encounter reference when that is not to a contained resource.
-    visit: Option<String>,
-}
-
-impl RowIds {
-    fn of(key: &PseudonymKey, row: &Row<'_>, unit: &Unit<'_>) -> RowIds {
-        let reference = row.text(C::EncounterReference).ok().flatten().filter(|r| !r.starts_with('#'));
-        RowIds {
-            record: row.record_key(unit.full_url).ok().flatten().map(|k| record_id(key, k)),
-            visit: reference.map(|r| record_id(key, &reference_key(r, unit.aliases))),
-        }
-    }
-}
-
-/// The record id (a keyed pseudonym) of a resource key.
-fn record_id(key: &PseudonymKey, resource_key: &str) -> String {
-    key.pseudonym(Domain::Record, &["fhir", resource_key])
 }
 
 /// The columns of the mapping views that the loader reads: [`Mappings`] resolves each view's
@@ -463,7 +435,7 @@ impl<'k> Run<'k> {
     }
 
     fn record_id(&self, key: &str) -> String {
-        record_id(self.key, key)
+        self.key.pseudonym(Domain::Record, &["fhir", key])
     }
 
     /// The rows of the view for `rt`, the resource's `resourceType`.
@@ -494,15 +466,9 @@ impl<'k> Run<'k> {
     /// What pass 2 needs of a record (run where it is parsed): its type, its view's rows, the
     /// contained Encounters they refer to, and the reference check against `known` (the keys
     /// pass 1 collected).
-    fn prepare2<'m>(maps: &'m Mappings, known: &HashSet<String>, key: &PseudonymKey, unit: &Unit<'_>) -> Pass2<'m> {
+    fn prepare2<'m>(maps: &'m Mappings, known: &HashSet<String>, unit: &Unit<'_>) -> Pass2<'m> {
         use std::borrow::Cow;
-        let mut p = Pass2 {
-            rt: Cow::Borrowed(""),
-            views: None,
-            contained: Vec::new(),
-            unresolved_reference: false,
-            ids: Vec::new(),
-        };
+        let mut p = Pass2 { rt: Cow::Borrowed(""), views: None, contained: Vec::new(), unresolved_reference: false };
         let Ok(res) = unit.resource else { return p };
         let rt = unit.resource_type;
         let mapping = maps.mapping(rt);
@@ -518,7 +484,6 @@ impl<'k> Run<'k> {
         p.views = mapping.map(|m| Self::eval_mapping(m, res, unit));
         if let Some(Ok((m, rows))) = &p.views {
             p.contained = contained_visits(maps, &m.at, rows, res, unit);
-            p.ids = rows.iter().map(|cells| RowIds::of(key, &Row { at: &m.at, cells }, unit)).collect();
         }
         p.unresolved_reference = unresolved_reference(known, res, unit);
         p
@@ -802,9 +767,8 @@ impl<'k> Run<'k> {
                     Some(reason) => Ok(Outcome::Excluded(reason)),
                     None => {
                         let mut r = Ok(Outcome::Loaded);
-                        for (i, row) in rows.iter().enumerate() {
-                            let ids = pre.ids.get_mut(i).map(std::mem::take).unwrap_or_default();
-                            if let Err(e) = self.map_row(rt, row, ids, &pre.contained, unit) {
+                        for row in &rows {
+                            if let Err(e) = self.map_row(rt, row, &pre.contained, unit) {
                                 r = Err(e);
                                 break;
                             }
@@ -838,7 +802,6 @@ impl<'k> Run<'k> {
         &mut self,
         rt: &str,
         row: &Row<'_>,
-        mut ids: RowIds,
         contained: &[(String, Result<Vec<Vec<Cell>>>)],
         unit: Place<'_>,
     ) -> Rej<()> {
@@ -846,7 +809,7 @@ impl<'k> Run<'k> {
         let Some(key) = row.record_key(unit.full_url)? else {
             return Err(reject("missing_id", "id", "resource has neither id nor fullUrl"));
         };
-        let rid = ids.record.unwrap_or_else(|| self.record_id(key));
+        let rid = self.record_id(key);
         // An Encounter is a visit: its row is the visit's, keyed by its record id.
         if rt == "Encounter" {
             return match self.new_visit(row, &rid, &person.person_id)? {
@@ -861,13 +824,6 @@ impl<'k> Run<'k> {
         let f = |x: Option<f64>| x.map(V::F64).unwrap_or(V::Null);
         // A contained Encounter's visit, written below with the row that refers to it.
         let mut pending = None;
-        // The visit of the row's encounter reference: made where the record was prepared
-        // unless it is a contained Encounter's.
-        let person_id = person.person_id.as_str();
-        let mut visit = |pending: &mut Option<(String, Vec<V<'static>>)>| match ids.visit.take() {
-            Some(v) => Ok(Some(v)),
-            None => self.visit(contained, key, row.text(C::EncounterReference)?, person_id, unit, pending),
-        };
         let (table, out): (&'static TableDef, Vec<V<'_>>) = match rt {
             "Condition" => {
                 let (code, vocab) = match pick_code(
@@ -887,7 +843,14 @@ impl<'k> Run<'k> {
                     .map(|(c, _)| V::from(c))
                     .unwrap_or(V::Null);
                 let start = row.date(C::Onset)?.or(row.date(C::OnsetPeriodStart)?).or(row.date(C::RecordedDate)?);
-                let visit = visit(&mut pending)?;
+                let visit = self.visit(
+                    contained,
+                    key,
+                    row.text(C::EncounterReference)?,
+                    &person.person_id,
+                    unit,
+                    &mut pending,
+                )?;
                 let out = vec![
                     id,
                     V::from(person.person_id.as_str()),
@@ -914,7 +877,14 @@ impl<'k> Run<'k> {
                 let value = row.number(C::ValueNumber)?.or(row.number(C::ValueInteger)?);
                 let coded =
                     row.text(C::ValueCode)?.map(str::to_owned).or(row.boolean(C::ValueBoolean)?.map(|b| b.to_string()));
-                let visit = visit(&mut pending)?;
+                let visit = self.visit(
+                    contained,
+                    key,
+                    row.text(C::EncounterReference)?,
+                    &person.person_id,
+                    unit,
+                    &mut pending,
+                )?;
                 let out = vec![
                     id,
                     V::from(person.person_id.as_str()),
@@ -948,7 +918,14 @@ impl<'k> Run<'k> {
                 if days.is_some_and(|x| !(0.0..=3650.0).contains(&x)) {
                     return Err(reject("out_of_range", "days_supply", "days of supply outside 0..3650"));
                 }
-                let visit = visit(&mut pending)?;
+                let visit = self.visit(
+                    contained,
+                    key,
+                    row.text(C::EncounterReference)?,
+                    &person.person_id,
+                    unit,
+                    &mut pending,
+                )?;
                 let out = vec![
                     id,
                     V::from(person.person_id.as_str()),
@@ -1240,7 +1217,7 @@ pub fn ingest_with_threads(
         let file = display(path);
         let c = &mut counts[i];
         let unhandled = |line: u64, _: &[u8]| !handled.contains(&(i, line));
-        let prepare = |u: &Unit<'_>| Run::prepare2(&maps, &known, key, u);
+        let prepare = |u: &Unit<'_>| Run::prepare2(&maps, &known, u);
         read::read_input_prepared(path, Some(&unhandled), pipelined, &prepare, &mut |place, pre| {
             run.pass2(i, &file, place, c, &handled, pre)
         })?;
