@@ -2057,6 +2057,26 @@ pub fn eval_into<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>, out: &mu
                     logic(op, x, y)
                 }
                 BinOp::Concat => concat(eval(a, input, ctx)?, &eval(b, input, ctx)?)?,
+                BinOp::Union => {
+                    // Written in place: the left side's items, then the right side's, each
+                    // kept unless an equal one is already there (duplicates within a side go
+                    // too). A chain `a | b | c` nests, so every level writes into `out`.
+                    eval_into(a, input, ctx, out)?;
+                    let mut kept = 0;
+                    for i in 0..out.len() {
+                        if !out[..kept].iter().any(|o| prim_eq(o, &out[i]) == Some(true)) {
+                            out.swap(kept, i);
+                            kept += 1;
+                        }
+                    }
+                    out.truncate(kept);
+                    for i in eval(b, input, ctx)? {
+                        if !out.iter().any(|o| prim_eq(o, &i) == Some(true)) {
+                            out.push(i);
+                        }
+                    }
+                    return Ok(());
+                }
                 _ => {
                     let x = eval(a, input, ctx)?;
                     let y = eval(b, input, ctx)?;
@@ -2066,15 +2086,6 @@ pub fn eval_into<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>, out: &mu
                         BinOp::Equiv => smallvec![Item::Bool(equiv(&x, &y))],
                         BinOp::NotEquiv => smallvec![Item::Bool(!equiv(&x, &y))],
                         BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => compare(op, &x, &y)?,
-                        BinOp::Union => {
-                            let mut out = Coll::new();
-                            for i in x.into_iter().chain(y) {
-                                if !out.iter().any(|o| prim_eq(o, &i) == Some(true)) {
-                                    out.push(i);
-                                }
-                            }
-                            out
-                        }
                         BinOp::In | BinOp::Contains => {
                             let (needle, hay) = if op == BinOp::In { (x, y) } else { (y, x) };
                             match single(&needle, "in")? {
@@ -2483,6 +2494,25 @@ mod tests {
     /// `startsWith()`, `endsWith()` and `contains()` read strings where they are and write
     /// numbers and booleans out: each case fails if either side is taken as empty or as the
     /// other's text.
+    #[test]
+    fn union_keeps_the_first_of_equal_items_in_order() {
+        let r = json!({"resourceType": "Observation", "a": ["x", "y", "x", "z"], "b": ["z", "w", "y"], "n": [1, 1.0, 2],
+            "e": {"valueDateTime": "2020-01-02"}});
+        let cases: [(&str, Value); 8] = [
+            ("a | b", json!(["x", "y", "z", "w"])),
+            ("b | a", json!(["z", "w", "y", "x"])),
+            ("a | {}", json!(["x", "y", "z"])),
+            ("{} | b", json!(["z", "w", "y"])),
+            ("a | b | a", json!(["x", "y", "z", "w"])),
+            ("n | 2", json!([1, 2])),
+            ("missing | missing", json!([])),
+            ("e.value.ofType(dateTime) | e.value.ofType(Period).start | 'q'", json!(["2020-01-02", "q"])),
+        ];
+        for (expr, want) in cases {
+            assert_eq!(Value::Array(run(expr, &r)), want, "{expr}");
+        }
+    }
+
     #[test]
     fn string_tests_compare_the_texts_of_both_sides() {
         let r = json!({"resourceType": "Observation", "s": "http://x.jp/a", "n": 120, "b": true, "d": 1.5,
