@@ -376,6 +376,29 @@ struct Person {
     excluded: Option<ExcludeReason>,
 }
 
+/// The records pass 1 handled, per input, sorted: pass 2 asks about every record, and most
+/// inputs (all but the Patients') have none, which an empty list answers at once where a set
+/// of (input, line) pairs hashed every record.
+struct Handled(Vec<Vec<u64>>);
+
+impl Handled {
+    fn new(mut per_input: Vec<Vec<u64>>) -> Handled {
+        for v in &mut per_input {
+            v.sort_unstable();
+            v.dedup();
+        }
+        Handled(per_input)
+    }
+
+    fn contains(&self, input: usize, at: u64) -> bool {
+        self.0.get(input).is_some_and(|v| v.binary_search(&at).is_ok())
+    }
+
+    fn len(&self) -> usize {
+        self.0.iter().map(Vec::len).sum()
+    }
+}
+
 /// What became of a record that was not quarantined.
 enum Outcome {
     Loaded,
@@ -394,8 +417,9 @@ struct Run<'k> {
     persons: HashMap<String, std::rc::Rc<Person>>,
     /// Keys of supporting resources seen in the inputs.
     known: HashSet<String>,
-    /// Records handled in pass 1: (input index, line or entry).
-    handled: HashSet<(usize, u64)>,
+    /// Records handled in pass 1, per input: their line or entry numbers (sorted after pass 1,
+    /// [`Handled`]).
+    handled: Vec<Vec<u64>>,
     /// Visit ids already written (contained Encounters are repeated in every container).
     visits: HashSet<String>,
 }
@@ -512,7 +536,7 @@ impl<'k> Run<'k> {
             }
             Ok(Pass1::Patient { id, views }) => (id.as_deref(), &*views),
         };
-        self.handled.insert((idx, pos(place.loc)));
+        self.handled[idx].push(pos(place.loc));
         c.records += 1;
         let outcome = match evaluated {
             Some(Ok((m, rows))) => match rows.first() {
@@ -724,10 +748,10 @@ impl<'k> Run<'k> {
         file: &str,
         unit: Place<'_>,
         c: &mut Counts,
-        handled: &HashSet<(usize, u64)>,
+        handled: &Handled,
         pre: std::result::Result<&mut Pass2<'k>, read::BadRecord>,
     ) -> Result<()> {
-        if handled.contains(&(idx, pos(unit.loc))) {
+        if handled.contains(idx, pos(unit.loc)) {
             return Ok(());
         }
         let pre = match pre {
@@ -1025,12 +1049,13 @@ fn contained_visits(
     unit: &Unit<'_>,
 ) -> Vec<(String, Result<Vec<Vec<Cell>>>)> {
     let mut out: Vec<(String, Result<Vec<Vec<Cell>>>)> = Vec::new();
-    let Some(encounter) = maps.view("Encounter") else { return out };
     for cells in rows {
         let row = Row { at, cells };
         let Some(local) = row.text(C::EncounterReference).ok().flatten().and_then(|r| r.strip_prefix('#')) else {
             continue;
         };
+        // Looked up only for a row that refers to a contained resource (most rows do not).
+        let Some(encounter) = maps.view("Encounter") else { return out };
         let Some(key) = row.record_key(unit.full_url).ok().flatten() else { continue };
         let Some(enc) = res.array_of("contained").find(|c| c.str_of("id") == Some(local)) else { continue };
         let ckey = contained_key(key, local);
@@ -1194,7 +1219,7 @@ pub fn ingest_with_threads(
         report: IngestReport::new("fhir", key.key_id()),
         persons: HashMap::new(),
         known: HashSet::new(),
-        handled: HashSet::new(),
+        handled: vec![Vec::new(); opts.inputs.len()],
         visits: HashSet::new(),
     };
     let mut counts: Vec<Counts> = opts.inputs.iter().map(|_| Counts::default()).collect();
@@ -1207,16 +1232,16 @@ pub fn ingest_with_threads(
             run.pass1(i, &file, place, c, pre)
         })?;
     }
-    tracing::info!(patients = run.handled.len(), "fhir ingest: pass 1 done");
+    let handled = Handled::new(std::mem::take(&mut run.handled));
+    tracing::info!(patients = handled.len(), "fhir ingest: pass 1 done");
     // Records pass 1 handled are skipped in pass 2: NDJSON lines before they are parsed.
-    let handled = std::mem::take(&mut run.handled);
     // The supporting keys are complete: pass 2 checks references against them where it
     // parses each record.
     let known = std::mem::take(&mut run.known);
     for (i, path) in opts.inputs.iter().enumerate() {
         let file = display(path);
         let c = &mut counts[i];
-        let unhandled = |line: u64, _: &[u8]| !handled.contains(&(i, line));
+        let unhandled = |line: u64, _: &[u8]| !handled.contains(i, line);
         let prepare = |u: &Unit<'_>| Run::prepare2(&maps, &known, u);
         read::read_input_prepared(path, Some(&unhandled), pipelined, &prepare, &mut |place, pre| {
             run.pass2(i, &file, place, c, &handled, pre)
