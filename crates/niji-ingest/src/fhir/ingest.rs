@@ -830,13 +830,14 @@ impl<'k> Run<'k> {
         unit: Place<'_>,
     ) -> Rej<()> {
         let person = self.subject(row, unit)?;
+        let pid = person.person_id.as_str();
         let Some(key) = row.record_key(unit.full_url)? else {
             return Err(reject("missing_id", "id", "resource has neither id nor fullUrl"));
         };
         let rid = self.record_id(key);
         // An Encounter is a visit: its row is the visit's, keyed by its record id.
         if rt == "Encounter" {
-            return match self.new_visit(row, &rid, &person.person_id)? {
+            return match self.new_visit(row, &rid, pid)? {
                 Some(visit) => self.write_visit(rid, &visit),
                 None => Ok(()),
             };
@@ -867,17 +868,10 @@ impl<'k> Run<'k> {
                     .map(|(c, _)| V::from(c))
                     .unwrap_or(V::Null);
                 let start = row.date(C::Onset)?.or(row.date(C::OnsetPeriodStart)?).or(row.date(C::RecordedDate)?);
-                let visit = self.visit(
-                    contained,
-                    key,
-                    row.text(C::EncounterReference)?,
-                    &person.person_id,
-                    unit,
-                    &mut pending,
-                )?;
+                let visit = self.visit(contained, key, row.text(C::EncounterReference)?, pid, unit, &mut pending)?;
                 let out = vec![
                     id,
-                    V::from(person.person_id.as_str()),
+                    V::from(pid),
                     V::I32(0),
                     code,
                     vocab,
@@ -901,17 +895,10 @@ impl<'k> Run<'k> {
                 let value = row.number(C::ValueNumber)?.or(row.number(C::ValueInteger)?);
                 let coded =
                     row.text(C::ValueCode)?.map(str::to_owned).or(row.boolean(C::ValueBoolean)?.map(|b| b.to_string()));
-                let visit = self.visit(
-                    contained,
-                    key,
-                    row.text(C::EncounterReference)?,
-                    &person.person_id,
-                    unit,
-                    &mut pending,
-                )?;
+                let visit = self.visit(contained, key, row.text(C::EncounterReference)?, pid, unit, &mut pending)?;
                 let out = vec![
                     id,
-                    V::from(person.person_id.as_str()),
+                    V::from(pid),
                     V::I32(0),
                     picked.map(|(c, _)| V::from(c)).unwrap_or(V::Null),
                     picked.map(|(_, v)| V::from(v.short())).unwrap_or(V::Null),
@@ -942,17 +929,10 @@ impl<'k> Run<'k> {
                 if days.is_some_and(|x| !(0.0..=3650.0).contains(&x)) {
                     return Err(reject("out_of_range", "days_supply", "days of supply outside 0..3650"));
                 }
-                let visit = self.visit(
-                    contained,
-                    key,
-                    row.text(C::EncounterReference)?,
-                    &person.person_id,
-                    unit,
-                    &mut pending,
-                )?;
+                let visit = self.visit(contained, key, row.text(C::EncounterReference)?, pid, unit, &mut pending)?;
                 let out = vec![
                     id,
-                    V::from(person.person_id.as_str()),
+                    V::from(pid),
                     V::I32(0),
                     picked.map(|(c, _)| V::from(c)).unwrap_or(V::Null),
                     picked.map(|(_, v)| V::from(v.short())).unwrap_or(V::Null),
@@ -975,7 +955,7 @@ impl<'k> Run<'k> {
                 };
                 let out = vec![
                     id,
-                    V::from(person.person_id.as_str()),
+                    V::from(pid),
                     V::I32(0),
                     picked.map(|(c, _)| V::from(c)).unwrap_or(V::Null),
                     picked.map(|(_, v)| V::from(v.short())).unwrap_or(V::Null),
@@ -991,7 +971,7 @@ impl<'k> Run<'k> {
                 let dose = row.number(C::DoseNumber)?;
                 let out = vec![
                     id,
-                    V::from(person.person_id.as_str()),
+                    V::from(pid),
                     picked.map(|(c, _)| V::from(c)).unwrap_or(V::Null),
                     picked.map(|(_, v)| V::from(v.short())).unwrap_or(V::Null),
                     d(row.date(C::Occurrence)?),
@@ -1013,7 +993,7 @@ impl<'k> Run<'k> {
                 };
                 let out = vec![
                     id,
-                    V::from(person.person_id.as_str()),
+                    V::from(pid),
                     V::from(code),
                     V::from(kind),
                     d(row.date(C::Date)?),
