@@ -2058,22 +2058,13 @@ pub fn eval_into<'a>(expr: &'a Expr, input: &[Item<'a>], ctx: &Ctx<'a>, out: &mu
                 }
                 BinOp::Concat => concat(eval(a, input, ctx)?, &eval(b, input, ctx)?)?,
                 BinOp::Union => {
-                    // Written in place: the left side's items, then the right side's, each
-                    // kept unless an equal one is already there (duplicates within a side go
-                    // too). A chain `a | b | c` nests, so every level writes into `out`.
+                    // The left side's items, then the right side's, each kept unless an equal
+                    // one is already there (duplicates within a side go too), written into
+                    // `out`: a chain `a | b | c` nests, and every level writes there.
                     eval_into(a, input, ctx, out)?;
-                    let mut kept = 0;
-                    for i in 0..out.len() {
-                        if !out[..kept].iter().any(|o| prim_eq(o, &out[i]) == Some(true)) {
-                            out.swap(kept, i);
-                            kept += 1;
-                        }
-                    }
-                    out.truncate(kept);
-                    for i in eval(b, input, ctx)? {
-                        if !out.iter().any(|o| prim_eq(o, &i) == Some(true)) {
-                            out.push(i);
-                        }
+                    let left = std::mem::take(out);
+                    for i in left.into_iter().chain(eval(b, input, ctx)?) {
+                        push_distinct(out, i);
                     }
                     return Ok(());
                 }
@@ -2233,6 +2224,13 @@ fn walk_value<'a>(x: J<'a>, ty: Option<&'a str>, rest: &'a [Step], out: &mut Col
     }
 }
 
+/// `i` appended to `out` unless an equal item is already there (`|`, `distinct()`).
+fn push_distinct<'a>(out: &mut Coll<'a>, i: Item<'a>) {
+    if !out.iter().any(|o| prim_eq(o, &i) == Some(true)) {
+        out.push(i);
+    }
+}
+
 /// A function's criterion on one item (`where`, `exists`, `all`), as a boolean: evaluated into
 /// `scratch`, one collection the caller reuses for every item.
 fn criterion_on<'a>(
@@ -2329,9 +2327,7 @@ fn call<'a>(
         Func::Count => smallvec![Item::Int(b.len() as i64)],
         Func::Distinct => {
             for i in b {
-                if !out.iter().any(|o| prim_eq(o, &i) == Some(true)) {
-                    out.push(i);
-                }
+                push_distinct(out, i);
             }
             return Ok(());
         }
@@ -2491,9 +2487,6 @@ mod tests {
         assert_eq!(run("{}.exists()", &r), vec![json!(false)]);
     }
 
-    /// `startsWith()`, `endsWith()` and `contains()` read strings where they are and write
-    /// numbers and booleans out: each case fails if either side is taken as empty or as the
-    /// other's text.
     #[test]
     fn union_keeps_the_first_of_equal_items_in_order() {
         let r = json!({"resourceType": "Observation", "a": ["x", "y", "x", "z"], "b": ["z", "w", "y"], "n": [1, 1.0, 2],
@@ -2513,6 +2506,9 @@ mod tests {
         }
     }
 
+    /// `startsWith()`, `endsWith()` and `contains()` read strings where they are and write
+    /// numbers and booleans out: each case fails if either side is taken as empty or as the
+    /// other's text.
     #[test]
     fn string_tests_compare_the_texts_of_both_sides() {
         let r = json!({"resourceType": "Observation", "s": "http://x.jp/a", "n": 120, "b": true, "d": 1.5,

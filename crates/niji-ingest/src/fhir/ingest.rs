@@ -502,7 +502,7 @@ impl<'k> Run<'k> {
                 SUPPORTING.iter().find(|t| **t == rt).map_or_else(|| Cow::Owned(rt.to_owned()), |t| Cow::Borrowed(*t))
             }
         };
-        if rt == "Patient" || (mapping.is_none() && SUPPORTING.contains(&rt)) {
+        if rt == "Patient" || reference_only(maps, rt) {
             return p;
         }
         p.views = mapping.map(|m| Self::eval_mapping(m, res, unit));

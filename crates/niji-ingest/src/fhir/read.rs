@@ -473,8 +473,9 @@ pub fn read_document(doc: J<'_>, f: &mut dyn FnMut(Unit<'_>) -> Result<()>) -> R
 mod tests {
     use super::*;
 
-    /// Lines as `read_until` gives them, whatever the buffer size: across buffer boundaries,
-    /// empty lines, CRLF, a last line without a newline, an empty input.
+    /// The NDJSON loop's lines against a plain split of the text, whatever the buffer size:
+    /// across buffer boundaries, empty lines, CRLF, a last line without a newline, an empty
+    /// input.
     #[test]
     fn lines_are_numbered_and_trimmed_whatever_the_buffer_size() {
         let texts: [&[u8]; 6] =

@@ -737,7 +737,7 @@ where
                         id.into(),
                         linked.person_id.as_str().into(),
                         Value::I32(0),
-                        Value::from(code.to_string()),
+                        Value::Str(code.clone()),
                         vocab.short().into(),
                         date.into(),
                         category.into(),
